@@ -1,0 +1,167 @@
+"""The chat-model interface every backend implements, and the records it returns.
+
+A chat model takes a batch of conversations (each a list of ``{"role", "content"}`` messages,
+or a plain string meaning one user message) and returns one ``Generation`` per conversation:
+
+    outs = model.generate(["Write a limerick.", "Name three rivers."], max_new_tokens=64)
+    outs[0].text, outs[0].completion_tokens, outs[0].finish_reason, outs[0].seconds
+
+``prefix`` starts the assistant's reply with given text and lets the model continue it (where
+the backend allows: ``model.supports_prefix``); the returned text is the continuation only.
+"""
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from lw.errors import LwError
+
+Message = dict[str, str]
+Conversation = list[Message]
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Generation settings shared by all backends.
+
+    temperature 0 means greedy decoding. ``stop`` strings end a reply and are not part of its
+    text. ``min_new_tokens`` exists for benchmarks that need equal-length replies.
+    """
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    min_new_tokens: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "stop", tuple(self.stop or ()))
+        if self.max_new_tokens < 1:
+            raise LwError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}.")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0:
+            raise LwError(
+                "need temperature >= 0, 0 < top_p <= 1 and repetition_penalty > 0; got "
+                f"{self.temperature}, {self.top_p}, {self.repetition_penalty}."
+            )
+
+    def updated(self, **settings) -> "GenerationConfig":
+        known = {f.name for f in fields(self)}
+        unknown = set(settings) - known
+        if unknown:
+            raise LwError(f"unknown generation setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        return replace(self, **settings)
+
+
+@dataclass
+class Generation:
+    """One reply. ``finish_reason`` is "stop" (end of text or a stop string), "length" (hit
+    max_new_tokens) or "error" (only with ``errors="return"``; ``error`` says why).
+    ``seconds`` is the wall time of the call that produced it (a whole batch on local backends)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    seconds: float
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def as_conversation(item: str | Sequence[Message]) -> Conversation:
+    """A plain string becomes one user message; a conversation is checked and copied."""
+    if isinstance(item, str):
+        if not item.strip():
+            raise LwError("empty prompt: give the model something to answer.")
+        return [{"role": "user", "content": item}]
+    conv = [dict(m) for m in item]
+    if not conv or any(not isinstance(m.get("content"), str) or "role" not in m for m in conv):
+        raise LwError(
+            "a conversation is a non-empty list of {'role': ..., 'content': str} messages; "
+            f"got {item!r:.200}"
+        )
+    return conv
+
+
+class ChatModel(ABC):
+    """Base class: argument checking and settings here, generation in ``_generate``."""
+
+    spec: str = "?"
+    supports_prefix: bool = False
+
+    def __init__(self, spec: str, config: GenerationConfig | None = None):
+        self.spec = spec
+        self.config = config or GenerationConfig()
+
+    def generate(
+        self,
+        conversations: Sequence[str | Sequence[Message]],
+        config: GenerationConfig | None = None,
+        *,
+        prefix: str | Sequence[str | None] | None = None,
+        progress: bool | None = None,
+        errors: str = "raise",
+        **settings,
+    ) -> list[Generation]:
+        """Reply to each conversation.
+
+        Args:
+            conversations: conversations, or strings meaning one user message each.
+            config: settings to start from (default: the model's own ``config``).
+            prefix: assistant text to continue, one for all or one per conversation.
+            progress: show a progress bar (default: only when the work is long).
+            errors: "raise" stops at the first failed reply; "return" marks it
+                ``finish_reason="error"`` and goes on. Setup problems (wrong key, unknown model,
+                unreachable server) always raise.
+            settings: GenerationConfig fields overriding ``config`` (e.g. max_new_tokens=64).
+
+        Returns:
+            One Generation per conversation, in input order.
+        """
+        if isinstance(conversations, str):
+            raise LwError("generate() takes a list of prompts or conversations; wrap one in [ ].")
+        convs = [as_conversation(c) for c in conversations]
+        prefixes = self._prefixes(prefix, len(convs))
+        if errors not in ("raise", "return"):
+            raise LwError(f"errors must be 'raise' or 'return', got {errors!r}.")
+        cfg = (config or self.config).updated(**settings)
+        if not convs:
+            return []
+        return self._generate(convs, prefixes, cfg, progress=progress, errors=errors)
+
+    def chat(self, prompt: str, **settings) -> str:
+        """The reply text to one user message (a convenience for notebooks)."""
+        return self.generate([prompt], **settings)[0].text
+
+    def _prefixes(self, prefix, n: int) -> list[str | None]:
+        if prefix is None or isinstance(prefix, str):
+            prefixes = [prefix] * n
+        else:
+            prefixes = list(prefix)
+            if len(prefixes) != n:
+                raise LwError(f"got {len(prefixes)} prefixes for {n} conversations.")
+        if any(prefixes) and not self.supports_prefix:
+            raise LwError(
+                f"{self.spec} cannot continue an assistant prefix. Use a local backend (hf:, "
+                "smollm2-135m, vllm:), or for a vLLM server pass continue_final_message=True."
+            )
+        return prefixes
+
+    @abstractmethod
+    def _generate(self, convs, prefixes, cfg, *, progress, errors) -> list[Generation]: ...
+
+    def info(self) -> dict:
+        """What a results record should say about this model (never any secret)."""
+        return {"spec": self.spec, "backend": type(self).__name__}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec}>"
+
+
+def clock() -> float:
+    return time.perf_counter()

@@ -1,0 +1,58 @@
+"""A scripted chat model for unit tests and dry runs: no weights, fully predictable.
+
+    fake = ScriptedChatModel(["plan text", "paragraph 1"])       # replies in order
+    fake = ScriptedChatModel(lambda conv, prefix: "echo: " + conv[-1]["content"])
+    fake.calls  # [(conversation, prefix, config), ...] in the order they were made
+
+A reply that is an Exception instance is raised for that call (to test error handling).
+"""
+
+from collections.abc import Callable, Sequence
+
+from lw.errors import LwError
+from lw.llm.base import ChatModel, Generation
+from lw.text import count_words
+
+
+class ScriptedChatModel(ChatModel):
+    """Answers from a list (in call order), a function of (conversation, prefix), or one string."""
+
+    supports_prefix = True
+
+    def __init__(self, replies: str | Sequence | Callable, spec: str = "fake",
+                 supports_prefix: bool = True):
+        super().__init__(spec)
+        self.replies = replies
+        self.supports_prefix = supports_prefix
+        self.calls: list = []
+
+    def _next(self, conv, prefix):
+        if callable(self.replies):
+            return self.replies(conv, prefix)
+        if isinstance(self.replies, str):
+            return self.replies
+        k = len(self.calls) - 1
+        if k >= len(self.replies):
+            raise LwError(f"ScriptedChatModel ran out of replies after {len(self.replies)} calls.")
+        return self.replies[k]
+
+    def _generate(self, convs, prefixes, cfg, *, progress, errors):
+        out = []
+        for conv, prefix in zip(convs, prefixes, strict=True):
+            self.calls.append((conv, prefix, cfg))
+            reply = self._next(conv, prefix)
+            if isinstance(reply, Exception):
+                if errors == "raise":
+                    raise reply
+                out.append(Generation("", 0, 0, "error", 0.0, error=repr(reply)))
+                continue
+            text, reason = str(reply), "stop"
+            for s in cfg.stop:
+                if s in text:
+                    text = text[: text.index(s)]
+            words = text.split()
+            if len(words) > cfg.max_new_tokens:  # one "token" per word, roughly
+                text, reason = " ".join(words[: cfg.max_new_tokens]), "length"
+            prompt = " ".join(m["content"] for m in conv)
+            out.append(Generation(text, count_words(prompt), len(text.split()), reason, 0.0))
+        return out

@@ -1,0 +1,153 @@
+"""Local transformers backend: any causal LM folder or hub id, batched generation.
+
+Conversations are rendered with the model's chat template, sorted by prompt length and cut into
+batches (left padding), so short prompts do not wait behind long ones. On CUDA the model runs in
+bf16 where supported; on CPU in fp32.
+
+    model = HFChatModel.from_pretrained("HuggingFaceTB/SmolLM2-360M-Instruct", batch_size=16)
+"""
+
+import os
+
+from lw.errors import LwError
+from lw.llm.base import ChatModel, Generation, GenerationConfig, clock
+
+
+def pick_device(device: str | None = None) -> tuple[str, "object"]:
+    """(device, dtype): CUDA with bf16 where available, else CPU with fp32."""
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = torch.float32
+    return device, dtype
+
+
+class HFChatModel(ChatModel):
+    """A transformers causal LM as a chat model.
+
+    Args:
+        model, tokenizer: loaded transformers objects.
+        spec: the spec string recorded in results.
+        batch_size: conversations per forward batch.
+    """
+
+    supports_prefix = True
+
+    def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
+                 config: GenerationConfig | None = None):
+        super().__init__(spec, config)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.device = str(next(model.parameters()).device)
+
+    @classmethod
+    def from_pretrained(cls, path: str, spec: str | None = None, device: str | None = None,
+                        dtype=None, batch_size: int = 8, **kwargs) -> "HFChatModel":
+        """Load a folder or hub id. Offline, a model missing from the local cache is a clear error."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device, auto_dtype = pick_device(device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or auto_dtype, **kwargs)
+        except OSError as exc:
+            offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+            hint = (
+                "HF_HUB_OFFLINE is set, so only local files are used: download the model on a "
+                f"machine with internet (`hf download {path}`) or pass a local folder"
+                if offline else "check the id or path, and your network or HF token"
+            )
+            raise LwError(f"cannot load model '{path}': {hint}. ({exc})") from exc
+        return cls(model.to(device), tokenizer, spec or f"hf:{path}", batch_size=batch_size)
+
+    def render(self, conv, prefix: str | None = None) -> str:
+        """The prompt text the model sees: chat template, generation prompt, then the prefix."""
+        if self.tokenizer.chat_template:
+            text = self.tokenizer.apply_chat_template(conv, add_generation_prompt=True,
+                                                      tokenize=False)
+        else:  # a base model without a template: a plain transcript
+            text = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in conv)
+            text += "Assistant:"
+        return text + (prefix or "")
+
+    def _generate(self, convs, prefixes, cfg, *, progress, errors):
+        from tqdm.auto import tqdm
+
+        ids = [self.tokenizer(self.render(c, p), add_special_tokens=False).input_ids
+               for c, p in zip(convs, prefixes, strict=True)]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        results: list[Generation | None] = [None] * len(ids)
+        show = progress if progress is not None else len(batches) > 1
+        with tqdm(total=len(ids), desc=f"generate {self.spec}", unit="conv",
+                  disable=not show) as bar:
+            for batch in batches:
+                try:
+                    outs = self._generate_batch([ids[i] for i in batch], cfg)
+                except Exception as exc:  # e.g. out of memory: report per item or raise
+                    if errors == "raise":
+                        raise
+                    outs = [Generation("", len(ids[i]), 0, "error", 0.0, error=repr(exc))
+                            for i in batch]
+                for i, out in zip(batch, outs, strict=True):
+                    results[i] = out
+                bar.update(len(batch))
+        return results
+
+    def _generate_batch(self, batch_ids: list[list[int]], cfg: GenerationConfig):
+        import torch
+
+        tok = self.tokenizer
+        width = max(len(x) for x in batch_ids)
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch_ids])
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch_ids])
+        kwargs = dict(max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens or None,
+                      repetition_penalty=cfg.repetition_penalty, pad_token_id=pad,
+                      do_sample=cfg.temperature > 0)
+        if cfg.temperature > 0:
+            kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if cfg.stop:
+            kwargs.update(stop_strings=list(cfg.stop), tokenizer=tok)
+        if cfg.seed is not None:
+            torch.manual_seed(cfg.seed)
+        start = clock()
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids.to(self.device),
+                                      attention_mask=mask.to(self.device), **kwargs)
+        seconds = clock() - start
+        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {pad}
+        return [self._decode(row[width:].tolist(), len(x), eos, cfg, seconds)
+                for row, x in zip(out, batch_ids, strict=True)]
+
+    def _decode(self, new: list[int], n_prompt: int, eos: set, cfg, seconds) -> Generation:
+        end = next((k for k, t in enumerate(new) if t in eos), None)
+        body = new if end is None else new[:end]
+        text = self.tokenizer.decode(body, skip_special_tokens=True)
+        cut = min((text.find(s) for s in cfg.stop if s in text), default=-1)
+        if cut >= 0:
+            # Stopped by a stop string: generation ended on the token that completed it, and
+            # anything after is padding, so `body` holds exactly the generated tokens.
+            return Generation(text[:cut], n_prompt, len(body), "stop", seconds)
+        if end is not None:  # the end-of-text token was generated too
+            return Generation(text, n_prompt, end + 1, "stop", seconds)
+        return Generation(text, n_prompt, len(new), "length", seconds)
+
+    def info(self) -> dict:
+        return {**super().info(), "device": self.device, "dtype": str(self.model.dtype),
+                "batch_size": self.batch_size}
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]

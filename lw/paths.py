@@ -1,0 +1,90 @@
+"""Where the kit keeps things, and the one run-size switch every notebook reads.
+
+Folders (each can be moved with an environment variable):
+    LW_HOME       the kit's root: the checkout when run from one, else ``~/.cache/lw``
+    LW_CACHE_DIR  converted models and downloads (default ``$LW_HOME/data/cache``)
+    LW_RUN_DIR    where a run writes results, executed notebooks and records
+                  (default ``$LW_HOME/runs/<size>``; the runner sets it for each notebook)
+
+The size switch: ``SIZE`` in every notebook's parameters cell, ``None`` meaning "take ``$LW_SIZE``,
+else ``small``". ``mock`` runs the tiny random model on a handful of items in seconds (what CI and
+nbval run), ``small`` the embedded SmolLM2-135M on CPU, ``full`` a real model on a GPU.
+
+    size = lw.paths.resolve_size(SIZE)   # a Size with .name, .model, .n_items, .max_new_tokens
+"""
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lw.errors import LwError
+
+SIZES = ("mock", "small", "full")
+
+
+@dataclass(frozen=True)
+class Size:
+    """What one run size means; notebooks derive their own counts from these."""
+
+    name: str
+    model: str  # default model spec for lw.llm.load
+    n_items: int  # prompts / instructions a notebook takes
+    max_new_tokens: int  # generation budget for one answer
+    batch_size: int  # local generation batch
+
+
+_SIZES = {
+    "mock": Size("mock", "tiny-random", n_items=3, max_new_tokens=16, batch_size=4),
+    "small": Size("small", "smollm2-135m", n_items=8, max_new_tokens=384, batch_size=8),
+    "full": Size("full", "hf:Qwen/Qwen2.5-7B-Instruct", n_items=120, max_new_tokens=32768,
+                 batch_size=16),
+}
+
+
+def resolve_size(size: str | None = None, **overrides) -> Size:
+    """The ``Size`` for a name; ``None`` takes ``$LW_SIZE`` (default ``small``).
+
+    Args:
+        size: "mock", "small", "full" or None.
+        overrides: fields to replace where not None (e.g. ``model=MODEL`` from a notebook).
+    """
+    name = size or os.environ.get("LW_SIZE") or "small"
+    if name not in _SIZES:
+        raise LwError(f"unknown size {name!r}: use one of {', '.join(SIZES)} (SIZE or $LW_SIZE).")
+    return replace(_SIZES[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def home() -> Path:
+    """The kit's root folder (see module docstring)."""
+    if os.environ.get("LW_HOME"):
+        return Path(os.environ["LW_HOME"]).expanduser()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").exists() and (checkout / "notebooks").is_dir():
+        return checkout
+    return Path.home() / ".cache" / "lw"
+
+
+def cache_dir() -> Path:
+    """Converted models and downloaded files."""
+    path = Path(os.environ.get("LW_CACHE_DIR") or home() / "data" / "cache").expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_dir(size: str | None = None) -> Path:
+    """The folder a run writes into: ``$LW_RUN_DIR`` if set (the runner sets it), else
+    ``runs/<size>`` under the kit's root."""
+    if os.environ.get("LW_RUN_DIR"):
+        path = Path(os.environ["LW_RUN_DIR"]).expanduser()
+    else:
+        path = home() / "runs" / resolve_size(size).name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def figures_dir() -> Path:
+    """Where notebooks save figures: ``<run dir>/figures`` during a run, else ``figures/``."""
+    base = Path(os.environ["LW_RUN_DIR"]) if os.environ.get("LW_RUN_DIR") else home()
+    path = base / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,113 @@
+"""A resumable JSONL results store: one record per line, keyed by id, flushed as it finishes.
+
+Long runs (generation, AgentWrite, judging) write each finished item at once, so a crash or
+Ctrl-C loses at most the item in flight; a rerun opens the same file and skips the done keys.
+
+    store = ResultStore("data/runs/preds.jsonl", key="id")
+    for item in items:
+        if item["id"] in store:
+            continue
+        store.add({"id": item["id"], "response": ...})
+
+A torn last line (the process died mid-write) is reported and dropped, never fatal; adding a key
+that is already stored raises instead of writing a duplicate.
+"""
+
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from lw.errors import LwError
+
+
+class ResultStore:
+    """Append-only JSONL file of records keyed by ``record[key]``.
+
+    Args:
+        path: the JSONL file; its folder is created. An existing file is read and resumed.
+        key: the field that identifies a record.
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str = "id"):
+        self.path = Path(path)
+        self.key = key
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._records: dict[str, dict] = {}
+        self.torn_lines = 0
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        raw = self.path.read_bytes()
+        *complete, tail = raw.split(b"\n")  # tail: bytes after the last newline
+        for i, line in enumerate(complete):
+            if line.strip():
+                self._remember(self._parse(line, i + 1))
+        if tail.strip():
+            try:
+                self._remember(self._parse(tail, len(complete) + 1))
+            except LwError:
+                # A crash cut the last line short: drop it so that item is simply redone.
+                self.torn_lines = 1
+                warnings.warn(
+                    f"{self.path}: dropped a torn last line ({len(tail)} bytes) left by an "
+                    "interrupted run; that item will be redone.",
+                    stacklevel=3,
+                )
+                with open(self.path, "r+b") as f:
+                    f.truncate(len(raw) - len(tail))
+
+    def _parse(self, line: bytes, lineno: int) -> dict:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LwError(
+                f"{self.path}, line {lineno} is not valid JSON ({exc}). The file was edited or "
+                "corrupted: fix or delete that line, then rerun."
+            ) from exc
+        self._check_key(record, where=f"line {lineno}")
+        return record
+
+    def _remember(self, record: dict) -> None:
+        self._records[str(record[self.key])] = record
+
+    def _check_key(self, record: dict, where: str) -> None:
+        if not isinstance(record, dict) or self.key not in record:
+            raise LwError(f"{self.path}, {where}: record has no '{self.key}' field: {record!r:.200}")
+
+    def __contains__(self, key) -> bool:
+        return str(key) in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self._records.values())
+
+    def get(self, key, default=None):
+        return self._records.get(str(key), default)
+
+    def keys(self) -> list[str]:
+        return list(self._records)
+
+    def add(self, record: dict) -> None:
+        """Append ``record`` and flush it to disk; a key already stored is an error."""
+        self._check_key(record, where="add()")
+        k = str(record[self.key])
+        if k in self._records:
+            raise LwError(f"{self.path}: '{k}' is already stored; skip done keys with `in store`.")
+        line = json.dumps(record, ensure_ascii=False)
+        with open(self.path, "a", encoding="utf-8") as f:
+            if f.tell() > 0 and not self._ends_with_newline():
+                f.write("\n")
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._records[k] = record
+
+    def _ends_with_newline(self) -> bool:
+        with open(self.path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
