@@ -6,10 +6,20 @@ One module per pipeline stage; the numbered notebooks in ``notebooks/`` call int
     model = lw.llm.load("smollm2-135m")
     out = model.generate([[{"role": "user", "content": "Write a haiku."}]])
     lw.text.count_words(out[0].text)
+
+Submodules load on first use (``lw.llm``, ``lw.plots`` ...), so ``import lw`` is quick.
 """
 
-from lw import llm, paths, store, text
+import importlib
+
 from lw.errors import LwError
 
 __version__ = "0.1.0"
-__all__ = ["LwError", "llm", "paths", "store", "text", "__version__"]
+_SUBMODULES = ("llm", "paths", "plots", "run", "serve", "store", "text")
+__all__ = ["LwError", "__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"lw.{name}")
+    raise AttributeError(f"module 'lw' has no attribute {name!r}")

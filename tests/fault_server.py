@@ -1,27 +1,45 @@
 """A real lw.serve server process that misbehaves on purpose, for the OpenAI backend's tests.
 
-    LW_FAULTS=429,500,malformed python tests/fault_server.py --model tiny-random --port 0
+    python tests/fault_server.py --model tiny-random --port 0 --api-key-env KEY_VAR
 
-The n-th chat request gets the n-th fault of LW_FAULTS (then normal service):
-429 (with Retry-After: 0), 500, 503, ``delay`` (sleeps LW_FAULT_DELAY seconds first),
-``malformed`` (a 200 whose body is cut-off JSON), ``drop`` (closes the connection unanswered).
+Tests arm it with ``POST /_faults {"plan": [...], "delay": 3}``: the n-th chat request after that
+gets the n-th fault of the plan, then normal service. Faults: "429" (with Retry-After: 0),
+"500", "503", "delay" (sleeps ``delay`` seconds, then answers), "malformed" (a 200 whose body is
+cut-off JSON), "drop" (closes the connection unanswered). ``GET /_faults`` reports how many chat
+requests arrived since arming.
 """
 
-import itertools
-import os
+import json
+import threading
 import time
 
 from lw.serve import Handler, main
 
-FAULTS = [f for f in os.environ.get("LW_FAULTS", "").split(",") if f]
-DELAY = float(os.environ.get("LW_FAULT_DELAY", "3"))
-_counter = itertools.count()
+STATE = {"plan": [], "delay": 3.0, "seen": 0}
+LOCK = threading.Lock()
 
 
 class FaultyHandler(Handler):
+    def do_POST(self):
+        if self.path == "/_faults":
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with LOCK:
+                STATE.update(json.loads(raw), seen=0)
+            self.send_json(200, STATE)
+        else:
+            super().do_POST()
+
+    def do_GET(self):
+        if self.path == "/_faults":
+            self.send_json(200, STATE)
+        else:
+            super().do_GET()
+
     def complete(self, req, conv, prefix, cfg):
-        k = next(_counter)
-        fault = FAULTS[k] if k < len(FAULTS) else ""
+        with LOCK:
+            k = STATE["seen"]
+            STATE["seen"] += 1
+            fault = STATE["plan"][k] if k < len(STATE["plan"]) else ""
         if fault in ("429", "500", "503"):
             headers = {"Retry-After": "0"} if fault == "429" else None
             self.send_error_json(int(fault), f"injected {fault}", "injected", headers)
@@ -37,7 +55,7 @@ class FaultyHandler(Handler):
             self.connection.close()
         else:
             if fault == "delay":
-                time.sleep(DELAY)
+                time.sleep(STATE["delay"])
             super().complete(req, conv, prefix, cfg)
 
 

@@ -20,9 +20,10 @@ top_p, repetition_penalty, seed, stop, min_new_tokens), which become the model's
 from dataclasses import fields
 
 from lw.errors import LwError
-from lw.llm.base import ChatModel, Conversation, Generation, GenerationConfig
+from lw.llm.base import ChatModel, Conversation, Generation, GenerationConfig, generation_table
 
-__all__ = ["ChatModel", "Conversation", "Generation", "GenerationConfig", "load", "SPECS"]
+__all__ = ["ChatModel", "Conversation", "Generation", "GenerationConfig", "SPECS", "generation_table",
+           "load"]
 
 SPECS = ("smollm2-135m", "tiny-random", "hf:<id or path>", "openai:<model>",
          "vllm:<id or path>", "fake:<reply>")

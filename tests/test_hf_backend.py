@@ -1,0 +1,109 @@
+"""The local transformers backend on the tiny random Llama (real code path, no mocks)."""
+
+import pytest
+import torch
+
+import lw
+from lw.errors import LwError
+
+PROMPTS = ["hi", "Write a very long story about two cats, a dog and a lighthouse by the sea.",
+           "Name a colour.", "Tell me about rivers, mountains and valleys in detail please.", "ok"]
+
+
+def test_results_come_back_in_input_order(tiny):
+    outs = tiny.generate(PROMPTS, max_new_tokens=4)
+    lengths = [len(tiny.tokenizer(tiny.render([{"role": "user", "content": p}]),
+                                  add_special_tokens=False).input_ids) for p in PROMPTS]
+    assert [o.prompt_tokens for o in outs] == lengths
+    assert len(set(lengths)) > 2  # the prompts really were of different lengths
+
+
+def test_batching_with_left_padding_gives_the_same_greedy_text(tiny):
+    solo = [tiny.generate([p], max_new_tokens=8)[0] for p in PROMPTS]
+    batched = tiny.generate(PROMPTS, max_new_tokens=8)
+    assert [b.text for b in batched] == [s.text for s in solo]
+
+
+def test_token_budget_and_finish_reason(tiny):
+    outs = tiny.generate(PROMPTS[:2], max_new_tokens=6)
+    for o in outs:
+        assert o.completion_tokens <= 6
+        assert o.finish_reason in ("stop", "length")
+        assert (o.finish_reason == "length") == (o.completion_tokens == 6)
+        assert o.seconds > 0
+
+
+def test_min_new_tokens_forces_length(tiny):
+    outs = tiny.generate(PROMPTS[:2], max_new_tokens=12, min_new_tokens=12)
+    assert [o.completion_tokens for o in outs] == [12, 12]
+
+
+def test_stop_strings_end_the_reply_and_are_cut(tiny):
+    free = tiny.generate(PROMPTS, max_new_tokens=24, temperature=1.0, seed=3)
+    # Pick a stop string the model is known to produce, from its own free-running output.
+    stop = next(o.text.strip()[:1] for o in free if o.text.strip())
+    outs = tiny.generate(PROMPTS, max_new_tokens=24, temperature=1.0, seed=3, stop=[stop])
+    # Same seed, same batches: each reply is the free-running one cut before the stop string.
+    assert [o.text for o in outs] == [f.text.split(stop)[0] for f in free]
+    for o, f in zip(outs, free, strict=True):
+        if stop in f.text:
+            assert o.finish_reason == "stop" and o.completion_tokens < f.completion_tokens
+        else:
+            assert (o.finish_reason, o.completion_tokens) == (f.finish_reason, f.completion_tokens)
+    assert any(stop in f.text for f in free)
+
+
+def test_sampling_is_reproducible_with_a_seed(tiny):
+    a = tiny.generate(PROMPTS[:3], max_new_tokens=10, temperature=1.0, seed=7)
+    b = tiny.generate(PROMPTS[:3], max_new_tokens=10, temperature=1.0, seed=7)
+    c = tiny.generate(PROMPTS[:3], max_new_tokens=10, temperature=1.0, seed=8)
+    assert [x.text for x in a] == [x.text for x in b]
+    assert [x.text for x in a] != [x.text for x in c]
+
+
+def test_prefix_is_rendered_after_the_generation_prompt(tiny):
+    conv = [{"role": "user", "content": "Plan it."}]
+    text = tiny.render(conv, "Paragraph 1 - Main Point:")
+    assert text.endswith("<|im_start|>assistant\nParagraph 1 - Main Point:")
+    out = tiny.generate([conv], prefix="Paragraph 1 - Main Point:", max_new_tokens=3)[0]
+    assert out.prompt_tokens == len(tiny.tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def test_progress_bar_can_be_forced(tiny, capsys):
+    tiny.generate(PROMPTS[:2], max_new_tokens=2, progress=True)
+    assert "generate tiny-random" in capsys.readouterr().err
+
+
+def test_info_names_device_and_dtype(tiny):
+    info = tiny.info()
+    assert info["spec"] == "tiny-random" and info["device"] == "cpu"
+    assert info["dtype"] == "torch.float32"
+
+
+def test_missing_local_model_is_a_clear_error(tmp_path):
+    with pytest.raises(LwError, match="cannot load model"):
+        lw.llm.load(f"hf:{tmp_path / 'no-such-model'}")
+
+
+def test_offline_hub_id_says_how_to_get_it(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LwError, match="HF_HUB_OFFLINE"):
+        lw.llm.load("hf:someone/model-that-is-not-cached")
+
+
+def test_hf_spec_loads_a_saved_folder(tiny, tmp_path):
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    again = lw.llm.load(f"hf:{tmp_path}")
+    for a, b in zip(again.model.parameters(), tiny.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert again.generate(["hi"], max_new_tokens=4)[0].text == \
+        tiny.generate(["hi"], max_new_tokens=4)[0].text
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_picks_bf16():
+    model = lw.llm.load("tiny-random")
+    assert model.device.startswith("cuda") and "bfloat16" in model.info()["dtype"]
+    assert model.generate(["hi"], max_new_tokens=4)[0].completion_tokens > 0

@@ -1,0 +1,33 @@
+"""The run-size switch and the kit's folders."""
+
+import pytest
+
+from lw import paths
+from lw.errors import LwError
+
+
+def test_size_defaults_to_env_then_small(monkeypatch):
+    monkeypatch.delenv("LW_SIZE", raising=False)
+    assert paths.resolve_size().name == "small"
+    monkeypatch.setenv("LW_SIZE", "mock")
+    assert paths.resolve_size(None).model == "tiny-random"
+    assert paths.resolve_size("full").name == "full"  # an explicit SIZE beats the env
+
+
+def test_size_overrides_skip_none():
+    size = paths.resolve_size("small", model=None, max_new_tokens=99)
+    assert size.model == "smollm2-135m" and size.max_new_tokens == 99
+
+
+def test_unknown_size_says_what_is_allowed():
+    with pytest.raises(LwError, match="mock, small, full"):
+        paths.resolve_size("huge")
+
+
+def test_run_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("LW_RUN_DIR", str(tmp_path / "run"))
+    assert paths.run_dir() == tmp_path / "run" and (tmp_path / "run").is_dir()
+    assert paths.figures_dir() == tmp_path / "run" / "figures"
+    monkeypatch.delenv("LW_RUN_DIR")
+    monkeypatch.setenv("LW_HOME", str(tmp_path / "home"))
+    assert paths.run_dir("mock") == tmp_path / "home" / "runs" / "mock"
