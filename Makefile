@@ -15,7 +15,7 @@ STAMP := $(VENV)/.lw-installed
 # Offline copy of the benchmark prompts, used when present (the kit downloads them otherwise).
 SHARED_DATA := $(abspath ../shared/data/longwriter)
 export LW_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/README.md),$(SHARED_DATA),)
-TEST_ENV := LW_SIZE=mock HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
+TEST_ENV := LW_SIZE=mock LW_RUN_DIR=$(CURDIR)/runs/nbval HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 
 .PHONY: setup reproduce test lint check-notebooks strip bench lab clean
 
