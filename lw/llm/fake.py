@@ -3,6 +3,7 @@
     fake = ScriptedChatModel(["plan text", "paragraph 1"])       # replies in order
     fake = ScriptedChatModel(lambda conv, prefix: "echo: " + conv[-1]["content"])
     fake.calls  # [(conversation, prefix, config), ...] in the order they were made
+    fake.batches  # how many conversations each generate() call carried
 
 A reply that is an Exception instance is raised for that call (to test error handling).
 """
@@ -25,6 +26,7 @@ class ScriptedChatModel(ChatModel):
         self.replies = replies
         self.supports_prefix = supports_prefix
         self.calls: list = []
+        self.batches: list[int] = []  # conversations per generate() call
 
     def _next(self, conv, prefix):
         if callable(self.replies):
@@ -37,6 +39,7 @@ class ScriptedChatModel(ChatModel):
         return self.replies[k]
 
     def _generate(self, convs, prefixes, cfg, *, progress, errors):
+        self.batches.append(len(convs))
         out = []
         for conv, prefix in zip(convs, prefixes, strict=True):
             self.calls.append((conv, prefix, cfg))

@@ -1,0 +1,29 @@
+"""AgentWrite: plan a long piece as paragraphs, then write them one call at a time.
+
+The paper's method (arXiv 2408.07055, section 3): step I asks the model for a plan (one line per
+paragraph with its main point and word count); step II writes the paragraphs in order, each call
+seeing the instruction, the plan and all text so far (``mode="sequential"``), or only the
+instruction and the plan (``mode="parallel"``, the paper's +Parallel ablation).
+
+    writer = AgentWriter(model, "runs/small/agentwrite.jsonl", AgentWriteConfig(mode="sequential"))
+    records = writer.run(["Write a 3000-word history of the printing press."])
+    records[0]["text"], records[0]["words"], records[0]["plan"]
+
+All items advance together, one round per paragraph, each round one batched call (concurrent
+requests on an OpenAI-compatible server). Every plan and paragraph is stored as it finishes;
+rerunning with the same path resumes. Weak models that cannot write the plan format get a
+scaffolded plan (``plan_mode``): the planner writes ``Paragraph i - Main Point:`` itself and the
+model completes each line.
+"""
+
+from lw.agentwrite.plan import PlanStep, check_plan, infer_target_words, parse_plan, scaffold_steps
+from lw.agentwrite.writer import (
+                                  AgentWriteConfig,
+                                  AgentWriter,
+                                  make_items,
+                                  strip_label,
+                                  write_direct,
+)
+
+__all__ = ["AgentWriteConfig", "AgentWriter", "PlanStep", "check_plan", "infer_target_words",
+           "make_items", "parse_plan", "scaffold_steps", "strip_label", "write_direct"]

@@ -1,0 +1,353 @@
+"""The AgentWrite runner: batched rounds over many items, every step stored as it finishes.
+
+See ``lw.agentwrite`` for the method and usage; this module holds the machinery.
+"""
+
+import hashlib
+import math
+import re
+from dataclasses import asdict, dataclass, field
+
+from lw import prompts, text
+from lw.agentwrite.plan import PlanStep, check_plan, infer_target_words, parse_plan, scaffold_steps
+from lw.errors import LwError
+from lw.llm.base import ChatModel, GenerationConfig
+from lw.store import ResultStore
+
+
+@dataclass(frozen=True)
+class AgentWriteConfig:
+    """Settings of one AgentWrite run (recorded with every result)."""
+
+    mode: str = "sequential"  # "sequential" (the paper) or "parallel" (+Parallel ablation)
+    plan_mode: str = "auto"  # "free", "scaffold", or "auto": free-form, scaffold if unusable
+    temperature: float = 1.0  # the paper's setting
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int | None = 0
+    plan_max_new_tokens: int = 1024
+    scaffold_words_per_step: int = 400
+    tokens_per_word: float = 1.5  # paragraph budget: words x this + margin, in 128-token buckets
+    token_margin: int = 32
+    max_new_tokens: int = 4096  # cap on any one call (the paper's fixed budget)
+    default_target_words: int = 2000
+    language: str | None = None  # None follows the instruction (Chinese characters -> "zh")
+
+    def __post_init__(self):
+        if self.mode not in ("sequential", "parallel"):
+            raise LwError(f"mode must be 'sequential' or 'parallel', got {self.mode!r}.")
+        if self.plan_mode not in ("auto", "free", "scaffold"):
+            raise LwError(f"plan_mode must be 'auto', 'free' or 'scaffold', got {self.plan_mode!r}")
+        if self.language not in (None, *prompts.LANGUAGES):
+            raise LwError(f"language must be None (detect) or one of {prompts.LANGUAGES}; got "
+                          f"{self.language!r}.")
+
+    def budget(self, words: int) -> int:
+        tokens = words * self.tokens_per_word + self.token_margin
+        return min(self.max_new_tokens, 128 * math.ceil(tokens / 128))
+
+    def generation(self, max_new_tokens: int, **extra) -> GenerationConfig:
+        return GenerationConfig(max_new_tokens=max_new_tokens, temperature=self.temperature,
+                                top_p=self.top_p, repetition_penalty=self.repetition_penalty,
+                                seed=self.seed, **extra)
+
+
+def make_items(instructions, default_target: int = 2000) -> list[dict]:
+    """Normalise instructions: strings, or dicts with ``instruction``/``prompt``, optional
+    ``target_words``/``length`` and ``id``. A missing length is read from the instruction's text
+    ("a 5000-word essay"), else ``default_target``; ``target_source`` says which."""
+    items = []
+    for raw in instructions:
+        item = {"instruction": raw} if isinstance(raw, str) else dict(raw)
+        instr = (item.get("instruction") or item.get("prompt") or "").strip()
+        if not instr:
+            raise LwError(f"empty instruction in {raw!r:.100}: every item needs text to write.")
+        target = item.get("target_words") or item.get("length")
+        source = "given"
+        if not target:
+            target, source = infer_target_words(instr, default_target)
+        if int(target) < 1:
+            raise LwError(f"target length must be positive, got {target} for {instr[:60]!r}.")
+        key = item.get("id") or hashlib.sha1(instr.encode()).hexdigest()[:12]
+        items.append({"id": str(key), "instruction": instr, "target_words": int(target),
+                      "target_source": source})
+    ids = [i["id"] for i in items]
+    if len(set(ids)) != len(ids):
+        raise LwError("two items share an id; give each instruction its own 'id'.")
+    return items
+
+
+@dataclass
+class _State:
+    item: dict
+    lang: str
+    steps: list | None = None
+    plan_raw: str = ""
+    plan_mode: str = ""
+    plan_note: str = ""
+    paragraphs: list = field(default_factory=list)
+    stats: list = field(default_factory=list)
+    error: str | None = None
+    final: dict | None = None
+
+
+class AgentWriter:
+    """Runs AgentWrite for many items on one model, storing every step in a JSONL file.
+
+    Args:
+        model: any lw chat model.
+        path: the results file (created, or resumed if it exists).
+        config: AgentWriteConfig; a resumed file must have been made with the same settings.
+    """
+
+    def __init__(self, model: ChatModel, path, config: AgentWriteConfig | None = None):
+        self.model = model
+        self.config = config or AgentWriteConfig()
+        self.store = ResultStore(path, key="key")
+        self.header = {"config": asdict(self.config), "model": model.spec,
+                       "prompts": {lang: prompts.load("agentwrite", lang).tag
+                                   for lang in prompts.LANGUAGES}}
+        old = self.store.get("__config__")
+        if old is None:
+            self.store.add({"key": "__config__", **self.header})
+        elif {k: old.get(k) for k in self.header} != self.header:
+            raise LwError(f"{path} was made with other settings or another model ({old['model']}"
+                          f", {old['config']}); resume with those, or write to a new path.")
+
+    # -- driving ---------------------------------------------------------------------------
+    def run(self, instructions, retry_failed: bool = False, progress: bool = True) -> list[dict]:
+        """Write every item; returns one record per item, in order (status "done"/"failed")."""
+        from tqdm.auto import tqdm
+
+        items = make_items(instructions, self.config.default_target_words)
+        states = [self._resume(item, retry_failed) for item in items]
+        todo = [s for s in states if s.final is None and s.error is None]
+        self._plan([s for s in todo if s.steps is None])
+        total = sum(len(s.steps) for s in todo if s.steps)
+        with tqdm(total=total, initial=sum(len(s.paragraphs) for s in todo),
+                  desc=f"AgentWrite {self.config.mode}", unit="para", disable=not progress) as bar:
+            while active := [s for s in todo if s.error is None and s.steps
+                             and len(s.paragraphs) < len(s.steps)]:
+                self._write_round(active)
+                bar.update(len(active))
+        for s in todo:
+            if s.error is None and s.steps:
+                self._finish(s)
+        return [s.final or self._failure(s) for s in states]
+
+    def _resume(self, item: dict, retry_failed: bool) -> _State:
+        key = item["id"]
+        lang = self.config.language or text.language(item["instruction"])
+        s = _State(item, lang)
+        s.final = self.store.get(f"{key}/final")
+        failures = [r for r in self.store if r.get("id") == key and "/failed" in r["key"]]
+        if failures and not retry_failed:
+            s.error = failures[-1]["error"]
+        plan = self.store.get(f"{key}/plan")
+        if plan:
+            s.steps = [PlanStep(**d) for d in plan["plan"]]
+            s.plan_raw, s.plan_mode, s.plan_note = plan["plan_raw"], plan["plan_mode"], plan["note"]
+            s.stats.append(plan["stats"])
+            k = 1
+            while (p := self.store.get(f"{key}/p{k}")) is not None:
+                s.paragraphs.append(p["text"])
+                s.stats.append(p["stats"])
+                k += 1
+        return s
+
+    def _fail(self, s: _State, stage: str, reason: str) -> None:
+        s.error = f"{stage}: {reason}"
+        n = sum(1 for r in self.store if r.get("id") == s.item["id"] and "/failed" in r["key"])
+        self.store.add({"key": f"{s.item['id']}/failed{n + 1}", "id": s.item["id"],
+                        "error": s.error})
+
+    # -- step I: plans ---------------------------------------------------------------------
+    def _plan(self, states: list[_State]) -> None:
+        cfg = self.config
+        free = states if cfg.plan_mode in ("auto", "free") else []
+        scaffold = [] if cfg.plan_mode in ("auto", "free") else list(states)
+        if free:
+            outs = self.model.generate([self._plan_prompt(s) for s in free],
+                                       cfg.generation(cfg.plan_max_new_tokens), errors="return")
+            for s, out in zip(free, outs, strict=True):
+                if out.finish_reason == "error":
+                    self._fail(s, "plan", out.error)
+                    continue
+                try:
+                    steps = parse_plan(out.text, s.item["target_words"])
+                    problem = check_plan(steps, s.item["target_words"])
+                except LwError as exc:
+                    steps, problem = None, str(exc)
+                if problem is None:
+                    self._save_plan(s, steps, out.text, "free", "", _stats("plan", out))
+                elif cfg.plan_mode == "auto" and self.model.supports_prefix:
+                    s.plan_note = f"free-form plan unusable ({problem[:200]}); scaffolded"
+                    scaffold.append(s)
+                else:
+                    self._fail(s, "plan", problem)
+        if scaffold:
+            self._scaffold(scaffold)
+
+    def _plan_prompt(self, s: _State) -> str:
+        return prompts.load("agentwrite", s.lang).render(
+            "plan", instruction=s.item["instruction"], target_words=s.item["target_words"])
+
+    def _scaffold(self, states: list[_State]) -> None:
+        """Write each plan line's opening ourselves; the model completes the main point."""
+        if not self.model.supports_prefix:
+            for s in states:
+                self._fail(s, "plan", f"{self.model.spec} cannot continue a prefix, so plans "
+                                      "cannot be scaffolded; use plan_mode='free'")
+            return
+        counts = {id(s): scaffold_steps(s.item["target_words"], self.config.scaffold_words_per_step)
+                  for s in states}
+        lines = {id(s): [] for s in states}
+        stats = {id(s): {"step": "plan", "prompt_tokens": 0, "completion_tokens": 0,
+                         "seconds": 0.0, "calls": 0} for s in states}
+        for i in range(1, max(len(c) for c in counts.values()) + 1):
+            group = [s for s in states if s.error is None and len(counts[id(s)]) >= i]
+            prefixes = ["\n".join(lines[id(s)] + [self._tmpl(s).render("scaffold_line", step=i)])
+                        for s in group]
+            outs = self.model.generate([self._plan_prompt(s) for s in group],
+                                       self.config.generation(64, stop=("\n",)), prefix=prefixes,
+                                       errors="return")
+            for s, out in zip(group, outs, strict=True):
+                if out.finish_reason == "error":
+                    self._fail(s, "plan", out.error)
+                    continue
+                point = _main_point(out.text) or f"({i})"
+                lines[id(s)].append(self._tmpl(s).render("plan_line", step=i, main_point=point,
+                                                         words=counts[id(s)][i - 1]))
+                st = stats[id(s)]
+                st["prompt_tokens"] += out.prompt_tokens
+                st["completion_tokens"] += out.completion_tokens
+                st["seconds"] += out.seconds
+                st["calls"] += 1
+        for s in states:
+            if s.error is None:
+                raw = "\n".join(lines[id(s)])
+                steps = parse_plan(raw, s.item["target_words"])
+                self._save_plan(s, steps, raw, "scaffold", s.plan_note, stats[id(s)])
+
+    def _save_plan(self, s, steps, raw, mode, note, stats) -> None:
+        s.steps, s.plan_raw, s.plan_mode, s.plan_note = steps, raw, mode, note
+        s.stats.append(stats)
+        self.store.add({"key": f"{s.item['id']}/plan", "id": s.item["id"], "plan_raw": raw,
+                        "plan": [st.to_dict() for st in steps], "plan_mode": mode, "note": note,
+                        "stats": stats})
+
+    # -- step II: paragraphs ---------------------------------------------------------------
+    def _tmpl(self, s: _State):
+        return prompts.load("agentwrite", s.lang)
+
+    def write_prompt(self, s: _State, k: int | None = None) -> str:
+        """The prompt for paragraph ``k`` (0-based; default the next) of ``s``: instruction,
+        plan, the text so far (sequential) or a note that others are written apart (parallel)."""
+        t = self._tmpl(s)
+        lines = [t.render("plan_line", step=st.index, main_point=st.main_point, words=st.words)
+                 for st in s.steps]
+        k = len(s.paragraphs) if k is None else k
+        if self.config.mode == "parallel":
+            context = t.render("parallel")
+        elif s.paragraphs:
+            context = t.render("so_far", text="\n\n".join(s.paragraphs))
+        else:
+            context = t.render("so_far_empty")
+        return t.render("write", instruction=s.item["instruction"], plan="\n".join(lines),
+                        context=context, step=k + 1, n_steps=len(s.steps), step_line=lines[k],
+                        words=s.steps[k].words)
+
+    def _write_round(self, active: list[_State]) -> None:
+        """Sequential mode: the next paragraph of every active item. Parallel mode: every
+        remaining paragraph at once, since none depends on another. One call per token budget
+        (budgets come in 128-token buckets, so there are few)."""
+        jobs = [(s, len(s.paragraphs)) for s in active]
+        if self.config.mode == "parallel":
+            jobs = [(s, k) for s in active for k in range(len(s.paragraphs), len(s.steps))]
+        groups: dict[int, list] = {}
+        for s, k in jobs:
+            groups.setdefault(self.config.budget(s.steps[k].words), []).append((s, k))
+        done: dict[int, dict] = {}
+        for budget, group in sorted(groups.items()):
+            outs = self.model.generate([self.write_prompt(s, k) for s, k in group],
+                                       self.config.generation(budget), errors="return")
+            for (s, k), out in zip(group, outs, strict=True):
+                done.setdefault(id(s), {})[k] = out
+        for s in active:  # store in paragraph order, stopping at an item's first failure
+            for k in sorted(done.get(id(s), {})):
+                out = done[id(s)][k]
+                if out.finish_reason == "error":
+                    self._fail(s, f"paragraph {k + 1}", out.error)
+                    break
+                para, stats = strip_label(out.text), _stats(k + 1, out)
+                s.paragraphs.append(para)
+                s.stats.append(stats)
+                self.store.add({"key": f"{s.item['id']}/p{k + 1}", "id": s.item["id"],
+                                "index": k + 1, "text": para, "stats": stats})
+
+    def _finish(self, s: _State) -> None:
+        body = "\n\n".join(p for p in s.paragraphs if p)
+        s.final = {
+            "key": f"{s.item['id']}/final", **s.item, "status": "done", "language": s.lang,
+            "mode": self.config.mode, "plan_mode": s.plan_mode, "plan_note": s.plan_note,
+            "plan_raw": s.plan_raw, "plan": [st.to_dict() for st in s.steps],
+            "paragraphs": s.paragraphs, "text": body, "words": text.count_words(body),
+            "model": self.model.info(), "prompt_version": self._tmpl(s).tag,
+            "settings": asdict(self.config), "steps": s.stats,
+            "completion_tokens": sum(st["completion_tokens"] for st in s.stats),
+            "seconds": round(sum(st["seconds"] for st in s.stats), 2)}
+        self.store.add(s.final)
+
+    def _failure(self, s: _State) -> dict:
+        return {**s.item, "status": "failed", "error": s.error, "language": s.lang,
+                "mode": self.config.mode, "plan_mode": s.plan_mode, "paragraphs": s.paragraphs,
+                "text": "", "words": 0, "model": self.model.info()}
+
+
+def _stats(step, out) -> dict:
+    return {"step": step, "prompt_tokens": out.prompt_tokens,
+            "completion_tokens": out.completion_tokens, "seconds": round(out.seconds, 3),
+            "finish_reason": out.finish_reason}
+
+
+def _main_point(completion: str) -> str:
+    """The main point from a scaffolded line's completion (a copied word count is cut off)."""
+    line = completion.strip().splitlines()[0] if completion.strip() else ""
+    try:
+        return parse_plan("Paragraph 1 - Main Point: " + line)[0].main_point[:300]
+    except LwError:
+        return line[:300]
+
+
+_LABEL = re.compile(r"^\W*(?:paragraph\s*\d+|第\s*[0-9一二三四五六七八九十百]+\s*段)\b[^\n]{0,80}?"
+                    r"(?:main\s*point|主要观点|word\s*count|字数)?[^\n]*$", re.I)
+_PREAMBLE = re.compile(r"^\W*(?:sure|certainly|of course|okay|ok|here(?:'s| is| are))\b.{0,80}:\s*$",
+                       re.I)
+
+
+def strip_label(paragraph: str) -> str:
+    """Drop an echoed plan label ("Paragraph 3 - Main Point: ...") or a chatty preamble line
+    ("Sure! Here is paragraph 3:") from a paragraph's start, as the paper strips paragraph labels
+    from its outputs; subheadings stay."""
+    body = paragraph.strip()
+    first, _, rest = body.partition("\n")
+    if _PREAMBLE.match(first) or (_LABEL.match(first) and (rest.strip() or len(first) < 20)):
+        return rest.strip()
+    return body
+
+
+def write_direct(model: ChatModel, instructions, path, max_new_tokens: int,
+                 temperature: float = 0.5, seed: int | None = 0, **settings) -> list[dict]:
+    """The baseline: each instruction answered in one call (resumable, keyed by item id)."""
+    items = make_items(instructions)
+    store = ResultStore(path, key="id")
+    todo = [i for i in items if i["id"] not in store]
+    if todo:
+        outs = model.generate([i["instruction"] for i in todo], max_new_tokens=max_new_tokens,
+                              temperature=temperature, seed=seed, errors="return", **settings)
+        for item, out in zip(todo, outs, strict=True):
+            store.add({**item, "status": "failed" if out.error else "done", "error": out.error,
+                       "mode": "direct", "text": out.text, "words": text.count_words(out.text),
+                       "completion_tokens": out.completion_tokens, "seconds": out.seconds,
+                       "finish_reason": out.finish_reason, "model": model.info()})
+    return [store.get(i["id"]) for i in items]

@@ -1,0 +1,93 @@
+"""Plan parsing on what models really write, target inference, scaffold counts."""
+
+import pytest
+
+from lw.agentwrite import check_plan, infer_target_words, parse_plan, scaffold_steps
+from lw.agentwrite.plan import zh_number
+from lw.errors import LwError
+
+
+def steps(text, target=None):
+    return [(s.main_point, s.words) for s in parse_plan(text, target)]
+
+
+def test_the_canonical_format_with_blank_lines_and_thousands():
+    text = ("Paragraph 1 - Main Point: How the Republic began - Word Count: 400 words\n\n"
+            "Paragraph 2 - Main Point: Civil wars - and the end of the Republic - Word Count: "
+            "1,000 words\n\n\nParagraph 3 - Main Point: Augustus - Word Count: 600 words\n")
+    assert steps(text) == [("How the Republic began", 400),
+                           ("Civil wars - and the end of the Republic", 1000),
+                           ("Augustus", 600)]
+
+
+@pytest.mark.parametrize("text", [
+    "**Paragraph 1** - Main Point: A - Word Count: 300 words\n**Paragraph 2** - Main Point: B - Word Count: 500 words",
+    "**Paragraph 1 - Main Point:** A - **Word Count:** 300 words\n**Paragraph 2 - Main Point:** B - **Word Count:** 500 words",
+    "1. Paragraph 1 - Main Point: A - Word Count: 300 words\n2. Paragraph 2 - Main Point: B - Word Count: 500 words",
+    "Here is the plan:\n\n1. Main Point: A (300 words)\n2. Main Point: B (500 words)\n\nGood luck!",
+    "- Paragraph 1 – Main Point: A – Word Count: 300 words\n- Paragraph 2 — Main Point: B — Word Count: 500 words",
+    "### Paragraph 1 - Main Point: A\nWord Count: 300 words\n### Paragraph 2 - Main Point: B\nWord Count: 500 words",
+])
+def test_markup_numbering_dashes_and_split_lines(text):
+    assert steps(text) == [("A", 300), ("B", 500)]
+
+
+def test_chinese_plans():
+    text = ("第1段 - 主要观点：介绍长城的由来 - 字数：600字\n\n"
+            "第二段 - 主要观点：明代修筑-防御体系 - 字数：1,200字\n"
+            "第十二段 - 主要观点：今天的长城 - 字数：300字")
+    assert steps(text) == [("介绍长城的由来", 600), ("明代修筑-防御体系", 1200), ("今天的长城", 300)]
+    assert [s.index for s in parse_plan(text)] == [1, 2, 3]
+
+
+def test_missing_counts_share_the_remaining_target():
+    text = ("Paragraph 1 - Main Point: A - Word Count: 400 words\nParagraph 2 - Main Point: B\n"
+            "Paragraph 3 - Main Point: C")
+    parsed = parse_plan(text, target_words=1600)
+    assert [(s.words, s.words_given) for s in parsed] == [(400, True), (600, False), (600, False)]
+    assert [s.words for s in parse_plan(text, target_words=10000)][1:] == [1000, 1000]  # capped
+    assert [s.words for s in parse_plan(text, target_words=500)][1:] == [200, 200]  # floored
+    assert [s.words for s in parse_plan(text)][1:] == [500, 500]  # no target: 500 each
+
+
+def test_garbage_and_overlong_plans_are_errors_that_say_why():
+    with pytest.raises(LwError, match="no plan step found.*Paragraph 1 - Main Point"):
+        parse_plan("Once upon a time there was a lighthouse.\nThe end.")
+    with pytest.raises(LwError, match="no plan step found"):
+        parse_plan("")
+    many = "\n".join(f"Paragraph {i} - Main Point: p{i} - Word Count: 200 words"
+                     for i in range(1, 52))
+    with pytest.raises(LwError, match="51 steps; plans over 50"):
+        parse_plan(many)
+    assert len(parse_plan(many.rsplit("\n", 1)[0])) == 50
+
+
+def test_check_plan_wants_enough_steps_for_the_target():
+    two = parse_plan("Paragraph 1 - Main Point: A - Word Count: 900 words\n"
+                     "Paragraph 2 - Main Point: B - Word Count: 900 words")
+    assert check_plan(two, 2000) is None
+    assert "cannot reach 5000 words" in check_plan(two, 5000)
+
+
+@pytest.mark.parametrize(("instruction", "expected"), [
+    ("Write a 5000-word essay on tides", (5000, "instruction")),
+    ("Write a 10k word novel", (10000, "instruction")),
+    ("Please write 2,500 words about bees", (2500, "instruction")),
+    ("写一篇3000字的文章", (3000, "instruction")),
+    ("写一部2万字的小说", (20000, "instruction")),
+    ("Write an essay about tides", (2000, "default")),
+])
+def test_infer_target_words(instruction, expected):
+    assert infer_target_words(instruction) == expected
+
+
+def test_scaffold_counts_add_up():
+    assert scaffold_steps(2000, 400) == [400] * 5
+    assert sum(scaffold_steps(3333, 400)) == 3333
+    assert len(scaffold_steps(100000, 400)) == 50
+    assert scaffold_steps(150) == [150]
+
+
+def test_zh_numbers():
+    assert [zh_number(x) for x in ["3", "十", "十二", "二十", "二十三", "一百零五"]] == \
+        [3, 10, 12, 20, 23, 105]

@@ -1,0 +1,200 @@
+"""The AgentWrite loop: scripted fake model for the logic, real backends end to end."""
+
+import json
+import re
+
+import pytest
+
+import lw
+from lw.agentwrite import AgentWriteConfig, AgentWriter, make_items, strip_label, write_direct
+from lw.errors import LwError
+from lw.llm.fake import ScriptedChatModel
+
+PLAN = ("Paragraph 1 - Main Point: Beginning - Word Count: 300 words\n"
+        "Paragraph 2 - Main Point: Middle - Word Count: 500 words\n"
+        "Paragraph 3 - Main Point: End - Word Count: 300 words")
+
+
+def scripted(plan=PLAN, fail_on=None, interrupt_on=None, log=None):
+    """A fake that plans with ``plan`` and writes 'P<k> of <item>.' for paragraph k."""
+    def reply(conv, prefix):
+        prompt = conv[-1]["content"]
+        task = re.search(r"(?:task|任务)[:：]\n(.*)", prompt).group(1)
+        if prefix is not None:  # a scaffolded plan line
+            return " point for " + task[:10]
+        if "planning a long piece" in prompt or "写作计划。" in prompt:
+            return plan
+        m = re.search(r"write paragraph (\d+) of|只写第(\d+)段", prompt)
+        k = int(m.group(1) or m.group(2))
+        if log is not None:
+            log.append((task, k))
+        if interrupt_on == (task, k):
+            raise KeyboardInterrupt
+        if fail_on == (task, k):
+            return RuntimeError("backend fell over")
+        return f"P{k} of {task.rstrip('.')}."
+    return ScriptedChatModel(reply)
+
+
+def test_sequential_rounds_see_all_text_so_far(tmp_path):
+    fake = scripted()
+    recs = AgentWriter(fake, tmp_path / "r.jsonl").run(["Write A, 1000 words.",
+                                                        "Write B, 1000 words."])
+    assert [r["status"] for r in recs] == ["done", "done"]
+    assert recs[0]["text"] == "P1 of Write A, 1000 words.\n\nP2 of Write A, 1000 words.\n\n" \
+                              "P3 of Write A, 1000 words."
+    assert fake.batches == [2, 2, 2, 2]  # plans together, then each round as one batch
+    prompts = [c[0][-1]["content"] for c in fake.calls]
+    # Two plan calls, then rounds: paragraph 1 of both items, then 2 of both, then 3 of both.
+    order = [m.group(1) if (m := re.search(r"write paragraph (\d) of 3 only", p)) else "plan"
+             for p in prompts]
+    assert order == ["plan", "plan", "1", "1", "2", "2", "3", "3"]
+    third_a = prompts[6]
+    assert "P1 of Write A" in third_a and "P2 of Write A" in third_a and "P1 of Write B" not in third_a
+    assert "Paragraph 3 - Main Point: End - Word Count: 300 words" in third_a
+    assert "Nothing has been written yet" in prompts[2]
+    assert recs[0]["plan_mode"] == "free" and recs[0]["words"] == 12  # "P1" is no word
+    assert len(recs[0]["steps"]) == 4 and recs[0]["prompt_version"] == "agentwrite_en@1"
+
+
+def test_parallel_paragraphs_see_only_instruction_and_plan(tmp_path):
+    fake = scripted()
+    AgentWriter(fake, tmp_path / "r.jsonl", AgentWriteConfig(mode="parallel")).run(["Write A."])
+    AgentWriter(fake, tmp_path / "r.jsonl", AgentWriteConfig(mode="parallel")).run(["Write B."])
+    writes = [c[0][-1]["content"] for c in fake.calls if "write paragraph" in c[0][-1]["content"]]
+    assert len(writes) == 6
+    assert all("P1 of" not in p and "written separately" in p for p in writes)
+    # Independent paragraphs go out together, one call per token budget: 300 words, 500 words.
+    assert fake.batches == [1, 2, 1, 1, 2, 1]
+
+
+def test_paragraph_budget_follows_its_word_count(tmp_path):
+    fake = scripted()
+    AgentWriter(fake, tmp_path / "r.jsonl").run(["Write A."])
+    budgets = [c[2].max_new_tokens for c in fake.calls]
+    # plan 1024; 300 words -> 482 tokens -> 512; 500 words -> 782 -> 896
+    assert budgets == [1024, 512, 896, 512]
+
+
+def test_crash_mid_run_resumes_without_redoing_or_duplicating(tmp_path):
+    path = tmp_path / "r.jsonl"
+    items = ["Write A.", "Write B."]
+    with pytest.raises(KeyboardInterrupt):
+        AgentWriter(scripted(interrupt_on=("Write B.", 2)), path).run(items)
+    # Done before the interrupt: both plans, paragraph 1 of both. (A's paragraph 2 was in the
+    # same batch as B's, which was interrupted, so it is redone: one call is the unit.)
+    log = []
+    recs = AgentWriter(scripted(log=log), path).run(items)
+    assert sorted(log) == [("Write A.", 2), ("Write A.", 3), ("Write B.", 2), ("Write B.", 3)]
+    assert [r["status"] for r in recs] == ["done", "done"]
+    assert recs[1]["paragraphs"] == ["P1 of Write B.", "P2 of Write B.", "P3 of Write B."]
+    keys = [json.loads(line)["key"] for line in path.read_text().splitlines()]
+    assert len(keys) == len(set(keys))
+    again = scripted(log=[])
+    assert AgentWriter(again, path).run(items) == recs and again.calls == []
+
+
+def test_backend_error_fails_that_item_only_and_can_be_retried(tmp_path):
+    path = tmp_path / "r.jsonl"
+    items = ["Write A.", "Write B."]
+    recs = AgentWriter(scripted(fail_on=("Write A.", 2)), path).run(items)
+    assert recs[0]["status"] == "failed" and "paragraph 2" in recs[0]["error"]
+    assert "backend fell over" in recs[0]["error"]
+    assert recs[1]["status"] == "done"
+    quiet = scripted(log=[])
+    assert AgentWriter(quiet, path).run(items)[0]["status"] == "failed" and quiet.calls == []
+    log = []
+    retried = AgentWriter(scripted(log=log), path).run(items, retry_failed=True)
+    assert retried[0]["status"] == "done" and log == [("Write A.", 2), ("Write A.", 3)]
+
+
+def test_unusable_free_plan_falls_back_to_scaffold(tmp_path):
+    fake = scripted(plan="I would love to help! Here is a story: once upon a time...")
+    rec = AgentWriter(fake, tmp_path / "r.jsonl").run(
+        [{"id": "x", "instruction": "Write a story.", "target_words": 1200}])[0]
+    assert rec["status"] == "done" and rec["plan_mode"] == "scaffold"
+    assert "free-form plan unusable" in rec["plan_note"]
+    assert [s["words"] for s in rec["plan"]] == [400, 400, 400]
+    assert rec["plan"][0]["main_point"] == "point for Write a st"
+    prefixes = [c[1] for c in fake.calls if c[1]]
+    assert prefixes[0] == "Paragraph 1 - Main Point:"
+    assert prefixes[1].startswith("Paragraph 1 - Main Point: point for Write a st - Word Count: "
+                                  "400 words\nParagraph 2 - Main Point:")
+    assert all(c[2].stop == ("\n",) for c in fake.calls if c[1])
+
+
+def test_without_prefix_support_a_bad_plan_fails_with_the_reason(tmp_path):
+    fake = scripted(plan="no plan here")
+    fake.supports_prefix = False
+    rec = AgentWriter(fake, tmp_path / "r.jsonl").run(["Write A."])[0]
+    assert rec["status"] == "failed" and "no plan step found" in rec["error"]
+    rec = AgentWriter(scripted(plan="no"), tmp_path / "s.jsonl",
+                      AgentWriteConfig(plan_mode="free")).run(["Write A."])[0]
+    assert rec["status"] == "failed"
+
+
+def test_chinese_instructions_get_chinese_prompts(tmp_path):
+    plan = "第1段 - 主要观点：开头 - 字数：300字\n第2段 - 主要观点：结尾 - 字数：300字"
+    fake = scripted(plan=plan)
+    rec = AgentWriter(fake, tmp_path / "r.jsonl").run(["写一篇600字的文章，介绍长城。"])[0]
+    assert rec["language"] == "zh" and rec["prompt_version"] == "agentwrite_zh@1"
+    assert rec["target_words"] == 600 and rec["target_source"] == "instruction"
+    assert "第1段 - 主要观点：开头 - 字数：300字" in fake.calls[1][0][-1]["content"]
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    AgentWriter(scripted(), tmp_path / "r.jsonl").run(["Write A."])
+    with pytest.raises(LwError, match="other settings"):
+        AgentWriter(scripted(), tmp_path / "r.jsonl", AgentWriteConfig(mode="parallel"))
+
+
+def test_bad_input_is_explained():
+    with pytest.raises(LwError, match="empty instruction"):
+        make_items(["  "])
+    with pytest.raises(LwError, match="language"):
+        AgentWriteConfig(language="fr")
+    with pytest.raises(LwError, match="mode"):
+        AgentWriteConfig(mode="fast")
+    with pytest.raises(LwError, match="share an id"):
+        make_items([{"id": 1, "prompt": "a"}, {"id": 1, "prompt": "b"}])
+    items = make_items(["Write about tides.", {"prompt": "x", "length": 300}])
+    assert items[0]["target_words"] == 2000 and items[0]["target_source"] == "default"
+    assert items[1]["target_words"] == 300 and items[1]["target_source"] == "given"
+
+
+def test_strip_label_keeps_subheadings():
+    assert strip_label("Paragraph 2 - Main Point: Middle\nThe text.") == "The text."
+    assert strip_label("**Paragraph 2**\n\nThe text.") == "The text."
+    assert strip_label("## The Storm\nThe text.") == "## The Storm\nThe text."
+    assert strip_label("Paragraphs are fun.") == "Paragraphs are fun."
+    assert strip_label("Sure! Here is paragraph 2:\n\nThe text.") == "The text."
+    assert strip_label("Here is a continuation of the story:\nThe text.") == "The text."
+    assert strip_label("Here is what she found: a note.") == "Here is what she found: a note."
+
+
+def test_tiny_random_end_to_end(tmp_path, tiny):
+    cfg = AgentWriteConfig(tokens_per_word=0.05, token_margin=8, plan_max_new_tokens=24,
+                           scaffold_words_per_step=200)
+    items = [{"id": "a", "instruction": "Write about tides.", "target_words": 400},
+             {"id": "b", "instruction": "Write about bees and flowers.", "target_words": 600}]
+    recs = AgentWriter(tiny, tmp_path / "r.jsonl", cfg).run(items)
+    assert [r["status"] for r in recs] == ["done", "done"]
+    assert [r["plan_mode"] for r in recs] == ["scaffold", "scaffold"]  # random text never parses
+    assert [len(r["paragraphs"]) for r in recs] == [2, 3]
+    assert all(r["completion_tokens"] > 0 and r["model"]["spec"] == "tiny-random" for r in recs)
+    direct = write_direct(tiny, items, tmp_path / "d.jsonl", max_new_tokens=8)
+    assert [d["completion_tokens"] for d in direct] == [8, 8] or all(d["words"] >= 0 for d in direct)
+
+
+def test_openai_server_end_to_end(tmp_path, server):
+    server.arm([])
+    model = lw.llm.load("openai:tiny-random", base_url=server.base_url, api_key=server.key,
+                        continue_final_message=True)
+    cfg = AgentWriteConfig(tokens_per_word=0.05, token_margin=8, plan_max_new_tokens=16,
+                           scaffold_words_per_step=200)
+    recs = AgentWriter(model, tmp_path / "r.jsonl", cfg).run(
+        [{"id": "a", "instruction": "Write about tides.", "target_words": 400}])
+    assert recs[0]["status"] == "done" and len(recs[0]["paragraphs"]) == 2
+    # plan (free, unparsable) + 2 scaffold lines + 2 paragraphs = 5 requests
+    assert server.seen() == 5
+    assert server.key not in (tmp_path / "r.jsonl").read_text()
