@@ -15,7 +15,8 @@ import importlib
 from lw.errors import LwError
 
 __version__ = "0.1.0"
-_SUBMODULES = ("llm", "paths", "plots", "run", "serve", "store", "text")
+_SUBMODULES = ("agentwrite", "instructions", "llm", "paths", "plots", "prompts", "run", "serve", "store",
+               "text")
 __all__ = ["LwError", "__version__", *_SUBMODULES]
 
 

@@ -32,6 +32,10 @@ class Size:
     max_new_tokens: int  # generation budget for one answer
     batch_size: int  # local generation batch
 
+    def pick(self, mock, small, full):
+        """The value for this size: ``n = size.pick(mock=2, small=3, full=8)``."""
+        return {"mock": mock, "small": small, "full": full}[self.name]
+
 
 _SIZES = {
     "mock": Size("mock", "tiny-random", n_items=3, max_new_tokens=16, batch_size=4),

@@ -40,3 +40,28 @@ def words_per_prompt(table, title: str = "Words written per prompt", save=None):
     fig.tight_layout()
     _save(fig, save)
     return fig
+
+
+def words_by_method(table, title: str = "Words written: direct vs AgentWrite", save=None):
+    """Grouped bars of words per instruction and method, with the required length marked.
+
+    Args:
+        table: ``lw.agentwrite.long_table`` output (columns prompt, method, words,
+            required_words).
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    table = table.assign(label=[p if len(p) <= 34 else p[:32] + "…" for p in table["prompt"]])
+    labels = list(dict.fromkeys(table["label"]))
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.9 * len(labels)))
+    sns.barplot(data=table, y="label", x="words", hue="method", ax=ax, order=labels)
+    required = table.drop_duplicates("label").set_index("label")["required_words"]
+    ax.scatter([required[lab] for lab in labels], range(len(labels)), marker="|", s=900,
+               color="black", zorder=3, label="required")
+    ax.set(title=title, xlabel="words (LongBench-Write measure)", ylabel="")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
+    _save(fig, save)
+    return fig

@@ -111,3 +111,15 @@ class ResultStore:
         with open(self.path, "rb") as f:
             f.seek(-1, os.SEEK_END)
             return f.read(1) == b"\n"
+
+
+def keyed_path(folder: str | os.PathLike, name: str, **identity) -> Path:
+    """``folder/<name>-<hash>.jsonl``, the hash taken over ``identity`` (model, settings ...).
+
+    Notebooks use it so a rerun with the same settings resumes its file, while changed settings
+    start a new one instead of mixing results.
+    """
+    import hashlib
+
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    return Path(folder) / f"{name}-{digest[:8]}.jsonl"

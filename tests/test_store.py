@@ -89,3 +89,12 @@ for i in range(10):
     assert done == ["6", "7", "8", "9"]
     ids = [json.loads(x)["id"] for x in path.read_text().splitlines()]
     assert ids == [str(i) for i in range(10)]
+
+
+def test_keyed_path_changes_with_the_settings(tmp_path):
+    from lw.store import keyed_path
+
+    a = keyed_path(tmp_path, "seq", model="m", temperature=0.8)
+    assert a == keyed_path(tmp_path, "seq", temperature=0.8, model="m")
+    assert a != keyed_path(tmp_path, "seq", model="m", temperature=0.9)
+    assert a.name.startswith("seq-") and a.suffix == ".jsonl"

@@ -16,6 +16,7 @@ scaffolded plan (``plan_mode``): the planner writes ``Paragraph i - Main Point:`
 model completes each line.
 """
 
+from lw.agentwrite.compare import long_table, summary
 from lw.agentwrite.plan import PlanStep, check_plan, infer_target_words, parse_plan, scaffold_steps
 from lw.agentwrite.writer import (
                                   AgentWriteConfig,
@@ -26,4 +27,5 @@ from lw.agentwrite.writer import (
 )
 
 __all__ = ["AgentWriteConfig", "AgentWriter", "PlanStep", "check_plan", "infer_target_words",
-           "make_items", "parse_plan", "scaffold_steps", "strip_label", "write_direct"]
+           "long_table", "make_items", "parse_plan", "scaffold_steps", "strip_label", "summary",
+           "write_direct"]

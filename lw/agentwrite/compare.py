@@ -1,0 +1,34 @@
+"""Tables that set AgentWrite beside direct generation (for the notebook and reports).
+
+    table = long_table({"direct": direct_recs, "sequential": seq_recs, "parallel": par_recs})
+    summary(table)   # per method: mean words, mean required, ratio to direct, failures
+"""
+
+
+def long_table(records_by_method: dict[str, list[dict]]):
+    """One row per (item, method): id, method, required_words, words, ratio, status, seconds."""
+    import pandas as pd
+
+    rows = []
+    for method, records in records_by_method.items():
+        for r in records:
+            rows.append({"id": r["id"], "prompt": r["instruction"][:60], "method": method,
+                         "required_words": r["target_words"], "words": r["words"],
+                         "ratio": round(r["words"] / r["target_words"], 2),
+                         "status": r["status"], "plan_mode": r.get("plan_mode", ""),
+                         "completion_tokens": r.get("completion_tokens", 0),
+                         "seconds": round(r.get("seconds") or 0.0, 1)})
+    return pd.DataFrame(rows)
+
+
+def summary(table, baseline: str = "direct"):
+    """Per method: items, failed, mean required and written words, and written words relative
+    to ``baseline``'s mean (the issue's "AgentWrite / direct" factor)."""
+    done = table[table["status"] == "done"]
+    out = table.groupby("method", sort=False).agg(items=("id", "count"))
+    out["failed"] = table[table["status"] != "done"].groupby("method").size()
+    out["mean_required"] = done.groupby("method")["required_words"].mean().round(0)
+    out["mean_words"] = done.groupby("method")["words"].mean().round(0)
+    if baseline in out.index:
+        out[f"vs_{baseline}"] = (out["mean_words"] / out.loc[baseline, "mean_words"]).round(2)
+    return out.fillna({"failed": 0}).astype({"failed": int})

@@ -1,0 +1,35 @@
+"""Writing instructions written for this kit (English, LongBench-Write's seven types).
+
+The offline source of long-writing instructions: no download, no licence question. Each row is
+``{"id", "type", "length", "prompt"}`` with the required length in words, like the benchmark files.
+
+    rows = lw.instructions.load(min_words=2000, n=4, seed=0)
+"""
+
+import json
+import random
+from pathlib import Path
+
+FILE = Path(__file__).parent / "data" / "instructions_en.jsonl"
+VERSION = 1  # bump when the file changes
+
+
+def load(min_words: int = 0, max_words: int | None = None, n: int | None = None,
+         seed: int = 0) -> list[dict]:
+    """Instructions whose required length is in [min_words, max_words]; ``n`` of them picked
+    spread across types (round-robin over a seeded shuffle), or all when ``n`` is None."""
+    rows = [json.loads(line) for line in FILE.read_text(encoding="utf-8").splitlines() if line]
+    rows = [r for r in rows if r["length"] >= min_words and
+            (max_words is None or r["length"] <= max_words)]
+    if n is None or n >= len(rows):
+        return rows
+    rng = random.Random(seed)
+    by_type: dict[str, list] = {}
+    for r in rng.sample(rows, len(rows)):
+        by_type.setdefault(r["type"], []).append(r)
+    picked = []
+    while len(picked) < n:
+        for group in by_type.values():
+            if group and len(picked) < n:
+                picked.append(group.pop())
+    return sorted(picked, key=lambda r: r["id"])

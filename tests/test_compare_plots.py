@@ -1,0 +1,36 @@
+"""The AgentWrite comparison table and the figures (real seaborn, written to disk)."""
+
+import matplotlib
+
+import lw
+from lw.agentwrite import long_table, summary
+
+matplotlib.use("Agg")
+
+
+def rec(i, words, status="done", target=2000):
+    return {"id": f"i{i}", "instruction": f"Write thing {i}", "target_words": target,
+            "words": words, "status": status, "plan_mode": "scaffold", "completion_tokens": 10,
+            "seconds": 1.0}
+
+
+def test_summary_ratios_and_failures():
+    table = long_table({"direct": [rec(1, 400), rec(2, 600)],
+                        "sequential": [rec(1, 1800), rec(2, 0, status="failed")]})
+    s = summary(table)
+    assert s.loc["direct", "mean_words"] == 500 and s.loc["sequential", "mean_words"] == 1800
+    assert s.loc["sequential", "vs_direct"] == 3.6
+    assert s.loc["sequential", "failed"] == 1 and s.loc["direct", "failed"] == 0
+    assert table.loc[0, "ratio"] == 0.2
+
+
+def test_figures_are_written(tmp_path):
+    table = long_table({"direct": [rec(1, 400), rec(2, 600)],
+                        "parallel": [rec(1, 1500), rec(2, 2100)]})
+    fig = lw.plots.words_by_method(table, save=tmp_path / "w.png")
+    assert (tmp_path / "w.png").stat().st_size > 10_000
+    assert len(fig.axes[0].patches) >= 4  # one bar per item and method
+    words = lw.llm.generation_table(["a", "b"], [lw.llm.Generation("x y", 1, 2, "stop", 0.1)] * 2,
+                                    required=[5, 10])
+    lw.plots.words_per_prompt(words, save=tmp_path / "q.png")
+    assert (tmp_path / "q.png").exists()
