@@ -15,8 +15,8 @@ import importlib
 from lw.errors import LwError
 
 __version__ = "0.1.0"
-_SUBMODULES = ("agentwrite", "instructions", "llm", "paths", "plots", "prompts", "run", "serve", "store",
-               "text")
+_SUBMODULES = ("agentwrite", "datasets", "evaluate", "instructions", "judge", "llm", "paths",
+               "plots", "prompts", "reference", "run", "scoring", "serve", "store", "text")
 __all__ = ["LwError", "__version__", *_SUBMODULES]
 
 

@@ -65,3 +65,104 @@ def words_by_method(table, title: str = "Words written: direct vs AgentWrite", s
     fig.tight_layout()
     _save(fig, save)
     return fig
+
+
+def length_scatter(tables: dict, title: str = "Required vs produced length", save=None):
+    """Required vs produced words on log-log axes, one colour per model, with y = x.
+
+    Args:
+        tables: model name -> ``lw.evaluate.length_table`` frame.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    data = pd.concat([t.assign(model=name) for name, t in tables.items()], ignore_index=True)
+    data = data.assign(words=data["words"].clip(lower=10))  # log axes: an empty answer at 10
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    sns.scatterplot(data=data, x="required", y="words", hue="model", style="truncated", s=70,
+                    alpha=0.7, ax=ax)
+    lim = (50, max(25000, data[["required", "words"]].max().max() * 1.2))
+    ax.plot(lim, lim, "k--", lw=1, label="y = x")
+    ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim, title=title,
+           xlabel="required length (words)", ylabel="output length (words)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    _save(fig, save)
+    return fig
+
+
+def bucket_scores(results: dict, title: str = "LongBench-Write scores by required length",
+                  save=None):
+    """Bars of S_l and S_q per length bucket, one colour per model.
+
+    Args:
+        results: model name -> ``lw.evaluate.results`` dict.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    from lw.scoring import BUCKETS
+
+    rows = [{"model": name, "bucket": label, "score": res.get(f"{kind}{label}"), "kind": kind}
+            for name, res in results.items() for _, _, label in BUCKETS
+            for kind in ("S_l", "S_q")]
+    data = pd.DataFrame(rows).dropna(subset=["score"])
+    sns.set_theme(style="whitegrid")
+    kinds = [k for k in ("S_l", "S_q") if k in set(data["kind"])] or ["S_l"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4), squeeze=False)
+    for ax, kind in zip(axes[0], kinds, strict=False):
+        sns.barplot(data=data[data["kind"] == kind], x="bucket", y="score", hue="model", ax=ax,
+                    order=[b[2] for b in BUCKETS])
+        ax.set(title=f"{kind} per bucket", ylim=(0, 100), xlabel="required length",
+               ylabel=kind)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, save)
+    return fig
+
+
+def ruler_curve(tables: dict, title: str = "LongWrite-Ruler: where models stop", save=None):
+    """Mean (solid) and max (dotted) output words against required length, one line per model,
+    as the paper's Figure 1.
+
+    Args:
+        tables: model name -> ``lw.evaluate.ruler_table`` frame.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    palette = sns.color_palette(n_colors=max(1, len(tables)))
+    for colour, (name, t) in zip(palette, tables.items(), strict=True):
+        ax.plot(t["required"], t["mean_words"], "o-", color=colour, label=f"{name} (mean)")
+        ax.plot(t["required"], t["max_words"], ":", color=colour, label=f"{name} (max)")
+    top = max(t["required"].max() for t in tables.values())
+    ax.plot([0, top], [0, top], "k--", lw=1, label="required")
+    ax.set(title=title, xlabel="required length (words)", ylabel="output length (words)")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    _save(fig, save)
+    return fig
+
+
+def dimension_scores(results: dict, title: str = "Quality per dimension (0-100)", save=None):
+    """Bars of the six judge dimensions, one colour per model."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    from lw.scoring import DIMENSIONS
+
+    data = pd.DataFrame([{"model": name, "dimension": d, "score": res.get(f"q:{d}")}
+                         for name, res in results.items() for d in DIMENSIONS]).dropna()
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(9, 4))
+    sns.barplot(data=data, x="dimension", y="score", hue="model", ax=ax)
+    ax.set(title=title, ylim=(0, 100), xlabel="", ylabel="score")
+    fig.tight_layout()
+    _save(fig, save)
+    return fig

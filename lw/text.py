@@ -32,3 +32,16 @@ def language(text: str) -> str:
     An empty text counts as English; callers that need to reject it do so themselves.
     """
     return "zh" if len(_HAN.findall(text or "")) > len(_WORD.findall(text or "")) else "en"
+
+
+def repetition(text: str, n: int = 4) -> float:
+    """Share of word n-grams in ``text`` that repeat an earlier one (0 = none, near 1 = a loop).
+
+    Normal prose scores well under 0.1; a model stuck repeating a sentence approaches 1. Chinese
+    is taken character by character. Texts shorter than ``n`` tokens score 0.
+    """
+    tokens = re.findall(r"[a-zA-Z]+|[\u4e00-\u9fff]", (text or "").lower())
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    if not grams:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)

@@ -57,3 +57,15 @@ def test_count_words_none_is_zero():
 ])
 def test_language(text, lang):
     assert language(text) == lang
+
+
+def test_repetition_tells_prose_from_loops():
+    from lw.text import repetition
+
+    prose = ("The lighthouse keeper climbed the stairs at dusk. She lit the lamp, checked the "
+             "lens for salt, and wrote the weather in her log before the storm arrived.")
+    loop = prose + " " + " ".join(["The light of the moon helps you know."] * 30)
+    assert repetition(prose) == 0.0
+    assert repetition(loop) > 0.8
+    assert repetition("") == 0.0 and repetition("one two") == 0.0
+    assert 0 < repetition("a b c d a b c d e") < 0.5

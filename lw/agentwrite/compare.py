@@ -5,8 +5,12 @@
 """
 
 
+from lw import text as lw_text
+
+
 def long_table(records_by_method: dict[str, list[dict]]):
-    """One row per (item, method): id, method, required_words, words, ratio, status, seconds."""
+    """One row per (item, method): id, method, required_words, words, ratio, repetition
+    (share of repeated 4-grams: a loop shows as a high value), status, seconds."""
     import pandas as pd
 
     rows = []
@@ -15,6 +19,7 @@ def long_table(records_by_method: dict[str, list[dict]]):
             rows.append({"id": r["id"], "prompt": r["instruction"][:60], "method": method,
                          "required_words": r["target_words"], "words": r["words"],
                          "ratio": round(r["words"] / r["target_words"], 2),
+                         "repetition": r.get("repetition", lw_text.repetition(r.get("text", ""))),
                          "status": r["status"], "plan_mode": r.get("plan_mode", ""),
                          "completion_tokens": r.get("completion_tokens", 0),
                          "seconds": round(r.get("seconds") or 0.0, 1)})
@@ -22,13 +27,14 @@ def long_table(records_by_method: dict[str, list[dict]]):
 
 
 def summary(table, baseline: str = "direct"):
-    """Per method: items, failed, mean required and written words, and written words relative
-    to ``baseline``'s mean (the issue's "AgentWrite / direct" factor)."""
+    """Per method: items, failed, mean required and written words, mean repetition, and written
+    words relative to ``baseline``'s mean (the "AgentWrite / direct" factor)."""
     done = table[table["status"] == "done"]
     out = table.groupby("method", sort=False).agg(items=("id", "count"))
     out["failed"] = table[table["status"] != "done"].groupby("method").size()
     out["mean_required"] = done.groupby("method")["required_words"].mean().round(0)
     out["mean_words"] = done.groupby("method")["words"].mean().round(0)
+    out["mean_repetition"] = done.groupby("method")["repetition"].mean().round(3)
     if baseline in out.index:
         out[f"vs_{baseline}"] = (out["mean_words"] / out.loc[baseline, "mean_words"]).round(2)
     return out.fillna({"failed": 0}).astype({"failed": int})

@@ -292,6 +292,7 @@ class AgentWriter:
             "mode": self.config.mode, "plan_mode": s.plan_mode, "plan_note": s.plan_note,
             "plan_raw": s.plan_raw, "plan": [st.to_dict() for st in s.steps],
             "paragraphs": s.paragraphs, "text": body, "words": text.count_words(body),
+            "repetition": round(text.repetition(body), 3),
             "model": self.model.info(), "prompt_version": self._tmpl(s).tag,
             "settings": asdict(self.config), "steps": s.stats,
             "completion_tokens": sum(st["completion_tokens"] for st in s.stats),
@@ -348,6 +349,7 @@ def write_direct(model: ChatModel, instructions, path, max_new_tokens: int,
         for item, out in zip(todo, outs, strict=True):
             store.add({**item, "status": "failed" if out.error else "done", "error": out.error,
                        "mode": "direct", "text": out.text, "words": text.count_words(out.text),
+                       "repetition": round(text.repetition(out.text), 3),
                        "completion_tokens": out.completion_tokens, "seconds": out.seconds,
                        "finish_reason": out.finish_reason, "model": model.info()})
     return [store.get(i["id"]) for i in items]

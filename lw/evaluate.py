@@ -1,0 +1,158 @@
+"""Predictions and scores for LongBench-Write and LongWrite-Ruler, for any model spec.
+
+    rows = lw.datasets.subset(lw.datasets.load("longbench_write_en"), n=8)
+    preds = predict(model, rows, "runs/small/lbw-preds.jsonl", max_new_tokens=2048)
+    res = results(preds, judgements)            # S, S_l, S_q, per bucket, coverage, truncation
+    ruler_table(preds)                          # per required length: mean / max words
+
+Predictions are batched and resumable (keyed by prompt id): each record holds the response, its
+word count, repetition, tokens, finish reason (``truncated`` when the token limit cut it), seconds,
+model and settings. Failed items are returned with their error but not stored, so a rerun retries
+them.
+"""
+
+import math
+
+from lw import scoring, text
+from lw.store import ResultStore
+
+VERSION = 1
+
+
+def predict(model, rows: list[dict], path, max_new_tokens: int, temperature: float = 0.5,
+            top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = 0,
+            progress: bool = True) -> list[dict]:
+    """Generate an answer to every row (the paper samples at temperature 0.5); store each chunk
+    as it finishes. Returns one record per row, in order."""
+    from tqdm.auto import tqdm
+
+    store = ResultStore(path, key="id")
+    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                    repetition_penalty=repetition_penalty, seed=seed)
+    todo = sorted((r for r in rows if r["id"] not in store), key=lambda r: len(r["prompt"]))
+    # Chunks of one batch (or one round of concurrent requests): written as each finishes.
+    chunk = max(1, getattr(model, "batch_size", 0) or getattr(model, "concurrency", 0) or 8)
+    failed = {}
+    with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"predict {model.spec}",
+              unit="prompt", disable=not progress) as bar:
+        for i in range(0, len(todo), chunk):
+            part = todo[i:i + chunk]
+            outs = model.generate([r["prompt"] for r in part], errors="return", progress=False,
+                                  **settings)
+            for row, out in zip(part, outs, strict=True):
+                if out.finish_reason == "error":
+                    failed[row["id"]] = {**row, "status": "failed", "error": out.error}
+                    continue
+                store.add({**row, "status": "done", "response": out.text,
+                           "words": text.count_words(out.text),
+                           "repetition": round(text.repetition(out.text), 3),
+                           "prompt_tokens": out.prompt_tokens,
+                           "completion_tokens": out.completion_tokens,
+                           "finish_reason": out.finish_reason,
+                           "truncated": out.finish_reason == "length",
+                           "seconds": round(out.seconds, 2), "model": model.info(),
+                           "settings": settings, "versions": {"evaluate": VERSION}})
+            bar.update(len(part))
+    return [store.get(r["id"]) or failed[r["id"]] for r in rows]
+
+
+def length_table(preds: list[dict]):
+    """Per prediction: id, language, bucket, required, words, S_l, truncated, repetition."""
+    import pandas as pd
+
+    rows = [{"id": p["id"], "language": p.get("language", "en"),
+             "bucket": scoring.bucket(p["length"]), "required": p["length"],
+             "words": p.get("words", 0), "S_l": scoring.length_score(p["length"], p.get("words", 0)),
+             "truncated": bool(p.get("truncated")), "repetition": p.get("repetition", 0.0),
+             "status": p.get("status", "done")} for p in preds]
+    return pd.DataFrame(rows)
+
+
+def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
+    """LongBench-Write results for one model.
+
+    Args:
+        preds: records from ``predict`` (failed ones count as empty answers: S_l = 0).
+        judgements: records from ``lw.judge.judge`` (None: no quality score).
+
+    Returns:
+        dict with S, S_l, S_q, per-bucket S_l and S_q (``S_l[<bucket>]``), per-dimension
+        scores, n, truncated, failed, judge coverage (%) and judge mode.
+    """
+    table = length_table(preds)
+    out = {"n": len(table), "S_l": _mean(table["S_l"]), "truncated": int(table["truncated"].sum()),
+           "failed": int((table["status"] != "done").sum()),
+           "mean_words": _mean(table["words"]), "scorer_version": scoring.VERSION}
+    for _, _, label in scoring.BUCKETS:
+        out[f"S_l{label}"] = _mean(table.loc[table["bucket"] == label, "S_l"])
+    out.update(quality(judgements, {p["id"]: scoring.bucket(p["length"]) for p in preds})
+               if judgements is not None else {"S_q": None, "judge_coverage": None})
+    out["S"] = scoring.overall(out["S_l"], out["S_q"])
+    return out
+
+
+def quality(judgements: list[dict], buckets: dict[str, str] | None = None) -> dict:
+    """S_q from judge records: each dimension's mean rating m -> (m - 1) * 25, S_q = their mean.
+    Items the judge never scored are left out of the means and counted in ``judge_coverage``."""
+    scored = [j for j in judgements if j.get("scores")]
+    out = {"judge_coverage": round(100.0 * len(scored) / len(judgements), 1) if judgements
+           else None, "judge_mode": sorted({j.get("mode", "?") for j in judgements})}
+    dims = {d: scoring.dimension_score(sum(j["scores"][d] for j in scored) / len(scored))
+            if scored else None for d in scoring.DIMENSIONS}
+    out.update({f"q:{d}": v for d, v in dims.items()})
+    out["S_q"] = _mean(list(dims.values())) if scored else None
+    for _, _, label in scoring.BUCKETS:
+        part = [j for j in scored if buckets and buckets.get(j["id"]) == label]
+        out[f"S_q{label}"] = (_mean([scoring.dimension_score(sum(j["scores"][d] for j in part)
+                                                             / len(part))
+                                     for d in scoring.DIMENSIONS]) if part else None)
+    return out
+
+
+def ruler_table(preds: list[dict]):
+    """LongWrite-Ruler: per required length, prompts, mean and max words, share that ended by
+    themselves (not cut by the token limit)."""
+    table = length_table(preds)
+    grouped = table.groupby("required")
+    return grouped.agg(prompts=("id", "count"), mean_words=("words", "mean"),
+                       max_words=("words", "max"), truncated=("truncated", "sum")).assign(
+        mean_words=lambda d: d["mean_words"].round(0)).reset_index()
+
+
+def max_output_length(preds: list[dict]) -> int:
+    """The longest answer in words: the model's maximum output length on these prompts."""
+    return max((p.get("words", 0) for p in preds), default=0)
+
+
+def _mean(values) -> float | None:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float)
+                                                              and math.isnan(v))]
+    return round(sum(vals) / len(vals), 2) if vals else None
+
+
+def results_table(results_by_model: dict, label: str = ""):
+    """One row per model: S, S_l, S_q, per-bucket and per-dimension scores, coverage, counts."""
+    import pandas as pd
+
+    return pd.DataFrame([{"model": name, "source": label, **res}
+                         for name, res in results_by_model.items()])
+
+
+def save_results(table, name: str, benchmark: str, judge_prompt: str | None = None):
+    """Write ``table`` to ``data/results/<name>.csv`` and ``.json``, the JSON stamped with the
+    versions that produced it (scorer, evaluation code, judge prompt, benchmark file and commit).
+    Returns the CSV path."""
+    import json
+
+    from lw import datasets, paths
+
+    folder = paths.home() / "data" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    csv = folder / f"{name}.csv"
+    table.to_csv(csv, index=False)
+    meta = {"scorer_version": scoring.VERSION, "evaluate_version": VERSION,
+            "judge_prompt": judge_prompt, "benchmark": benchmark,
+            "benchmark_sha256": datasets.FILES[benchmark][2], "benchmark_commit": datasets.COMMIT,
+            "rows": json.loads(table.to_json(orient="records"))}
+    (folder / f"{name}.json").write_text(json.dumps(meta, indent=1))
+    return csv

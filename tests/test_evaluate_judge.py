@@ -1,0 +1,127 @@
+"""Predictions, results tables, the judge (retries, coverage, official switch, probabilities)."""
+
+import json
+
+import pytest
+
+from lw import evaluate, judge, scoring
+from lw.errors import LwError
+from lw.llm.fake import ScriptedChatModel
+
+ROWS = [{"id": f"r{i}", "prompt": f"Write {n} words about topic {i}.", "length": n,
+         "language": "en"} for i, n in enumerate([100, 800, 2500, 6000])]
+GOOD = json.dumps({d: 4 for d in scoring.DIMENSIONS})
+
+
+def test_predict_is_resumable_and_flags_truncation(tmp_path):
+    fake = ScriptedChatModel(lambda conv, prefix: "word " * 50)
+    preds = evaluate.predict(fake, ROWS[:2], tmp_path / "p.jsonl", max_new_tokens=20)
+    assert all(p["truncated"] and p["words"] == 20 for p in preds)
+    assert preds[0]["settings"]["temperature"] == 0.5  # the paper's default
+    again = ScriptedChatModel("unused")
+    preds2 = evaluate.predict(again, ROWS[:3], tmp_path / "p.jsonl", max_new_tokens=100)
+    assert len(again.calls) == 1 and preds2[:2] == preds  # only the new row was generated
+    assert not preds2[2]["truncated"]
+
+
+def test_failed_predictions_are_returned_not_stored(tmp_path):
+    fake = ScriptedChatModel(lambda conv, prefix: RuntimeError("down")
+                             if "topic 1" in conv[0]["content"] else "fine words")
+    preds = evaluate.predict(fake, ROWS[:2], tmp_path / "p.jsonl", max_new_tokens=10)
+    assert [p["status"] for p in preds] == ["done", "failed"] and "down" in preds[1]["error"]
+    fixed = ScriptedChatModel("fine words")
+    assert evaluate.predict(fixed, ROWS[:2], tmp_path / "p.jsonl", 10)[1]["status"] == "done"
+
+
+def test_results_per_bucket_and_overall(tmp_path):
+    answers = {"r0": 100, "r1": 400, "r2": 2500, "r3": 0}
+    fake = ScriptedChatModel(lambda conv, prefix: "word " * answers[
+        next(r["id"] for r in ROWS if r["prompt"] == conv[0]["content"])])
+    preds = evaluate.predict(fake, ROWS, tmp_path / "p.jsonl", max_new_tokens=10_000)
+    judged = judge.judge(ScriptedChatModel(GOOD), preds, tmp_path / "j.jsonl")
+    res = evaluate.results(preds, judged)
+    assert res["S_l[0,500)"] == 100 and res["S_l[500,2k)"] == 50 and res["S_l[4k,20k]"] == 0
+    assert res["S_l"] == pytest.approx((100 + 50 + 100 + 0) / 4)
+    assert res["S_q"] == 75 and res["judge_coverage"] == 100.0
+    assert res["S"] == pytest.approx((res["S_l"] + 75) / 2)
+    assert evaluate.results(preds)["S"] is None  # no judge, no overall score
+
+
+def test_judge_retries_then_counts_what_never_parsed(tmp_path):
+    preds = [{**r, "status": "done", "response": "text"} for r in ROWS[:3]]
+    replies = {"r0": ["garbage", GOOD], "r1": ["nope"] * 9, "r2": [GOOD]}
+    seen = {k: 0 for k in replies}
+
+    def reply(conv, prefix):
+        key = next(r["id"] for r in ROWS if r["prompt"] in conv[0]["content"])
+        seen[key] += 1
+        return replies[key][min(seen[key], len(replies[key])) - 1]
+
+    out = judge.judge(ScriptedChatModel(reply), preds, tmp_path / "j.jsonl", retries=5)
+    assert [j["attempts"] for j in out] == [2, 5, 1]
+    assert out[1]["scores"] is None and "no JSON object" in out[1]["error"]
+    assert seen == {"r0": 2, "r1": 5, "r2": 1}
+    res = evaluate.quality(out)
+    assert res["judge_coverage"] == pytest.approx(66.7) and res["S_q"] == 75
+    # Resumed: nothing is judged again.
+    quiet = ScriptedChatModel("unused")
+    judge.judge(quiet, preds, tmp_path / "j.jsonl")
+    assert quiet.calls == []
+
+
+def test_official_switch_defaults_missing_dimensions_and_drops_failures(tmp_path):
+    preds = [{**r, "status": "done", "response": "text"} for r in ROWS[:2]]
+    partial = json.dumps({"Relevance": 5, "Accuracy": 5})
+
+    def reply(conv, prefix):
+        return partial if "topic 0" in conv[0]["content"] else "no json"
+
+    out = judge.judge(ScriptedChatModel(reply), preds, tmp_path / "j.jsonl", official=True,
+                      retries=2)
+    assert len(out) == 1 and out[0]["scores"]["Coherence"] == 3 and out[0]["official"]
+    strict = judge.judge(ScriptedChatModel(reply), preds, tmp_path / "k.jsonl", retries=2)
+    assert [j["scores"] for j in strict] == [None, None]
+
+
+def test_the_judge_prompt_carries_request_and_response(tmp_path):
+    fake = ScriptedChatModel(GOOD)
+    judge.judge(fake, [{**ROWS[0], "status": "done", "response": "THE ANSWER"}],
+                tmp_path / "j.jsonl")
+    prompt = fake.calls[0][0][0]["content"]
+    assert ROWS[0]["prompt"] in prompt and "THE ANSWER" in prompt
+    assert "do not reward or punish it for being long" in prompt
+    assert all(d in prompt for d in scoring.DIMENSIONS)
+
+
+def test_probability_judge_on_tiny_random(tmp_path, tiny):
+    preds = [{**r, "status": "done", "response": "Some text about it."} for r in ROWS[:2]]
+    out = judge.judge(tiny, preds, tmp_path / "j.jsonl", mode="prob")
+    for j in out:
+        assert j["mode"] == "prob" and set(j["scores"]) == set(scoring.DIMENSIONS)
+        assert all(1 <= v <= 5 for v in j["scores"].values())
+    assert evaluate.quality(out)["judge_coverage"] == 100.0
+
+
+def test_probability_judge_needs_a_local_model(tmp_path):
+    with pytest.raises(LwError, match="mode='text'"):
+        judge.judge(ScriptedChatModel("x"), [], tmp_path / "j.jsonl", mode="prob")
+
+
+def test_ruler_table_and_max_length():
+    preds = [{"id": str(i), "length": n, "words": w, "truncated": w > 900}
+             for i, (n, w) in enumerate([(1000, 800), (1000, 1000), (5000, 700), (5000, 600)])]
+    table = evaluate.ruler_table(preds)
+    assert table["required"].tolist() == [1000, 5000]
+    assert table["mean_words"].tolist() == [900, 650] and table["max_words"].tolist() == [1000, 700]
+    assert table["truncated"].tolist() == [1, 0]
+    assert evaluate.max_output_length(preds) == 1000
+
+
+def test_results_are_saved_with_their_versions(tmp_path, monkeypatch):
+    monkeypatch.setenv("LW_HOME", str(tmp_path))
+    table = evaluate.results_table({"m": {"S": 50.0, "S_l": 60.0, "S_q": 40.0}}, label="run")
+    csv = evaluate.save_results(table, "lbw-test", "longbench_write_en", "judge_en@1")
+    meta = json.loads(csv.with_suffix(".json").read_text())
+    assert meta["scorer_version"] == scoring.VERSION and meta["judge_prompt"] == "judge_en@1"
+    assert meta["benchmark_sha256"].startswith("8780092776")
+    assert meta["rows"][0]["S"] == 50.0 and csv.read_text().startswith("model,source,S")
