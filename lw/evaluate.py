@@ -110,13 +110,15 @@ def quality(judgements: list[dict], buckets: dict[str, str] | None = None) -> di
 
 
 def ruler_table(preds: list[dict]):
-    """LongWrite-Ruler: per required length, prompts, mean and max words, share that ended by
-    themselves (not cut by the token limit)."""
+    """LongWrite-Ruler: per required length, prompts, mean and max words, how many the token
+    limit cut (``truncated``) and mean repetition (near 1: the model looped to the limit)."""
     table = length_table(preds)
     grouped = table.groupby("required")
     return grouped.agg(prompts=("id", "count"), mean_words=("words", "mean"),
-                       max_words=("words", "max"), truncated=("truncated", "sum")).assign(
-        mean_words=lambda d: d["mean_words"].round(0)).reset_index()
+                       max_words=("words", "max"), truncated=("truncated", "sum"),
+                       repetition=("repetition", "mean")).assign(
+        mean_words=lambda d: d["mean_words"].round(0),
+        repetition=lambda d: d["repetition"].round(3)).reset_index()
 
 
 def max_output_length(preds: list[dict]) -> int:

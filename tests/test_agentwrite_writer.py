@@ -198,3 +198,44 @@ def test_openai_server_end_to_end(tmp_path, server):
     # plan (free, unparsable) + 2 scaffold lines + 2 paragraphs = 5 requests
     assert server.seen() == 5
     assert server.key not in (tmp_path / "r.jsonl").read_text()
+
+
+def test_short_paragraphs_are_asked_again_and_the_longer_kept(tmp_path):
+    answers = {0: "Too short.", 1000: " ".join(["word"] * 120)}
+
+    def model():
+        def reply(conv, prefix):
+            if "planning a long piece" in conv[-1]["content"]:
+                return "Paragraph 1 - Main Point: A - Word Count: 300 words"
+            return answers[fake.calls[-1][2].seed]
+        fake = ScriptedChatModel(reply)
+        return fake
+
+    item = {"id": "a", "instruction": "Write A.", "target_words": 300}
+    fake = model()
+    rec = AgentWriter(fake, tmp_path / "r.jsonl", AgentWriteConfig(retry_short=1)).run([item])[0]
+    assert rec["words"] == 120 and [c[2].seed for c in fake.calls] == [0, 0, 1000]
+    assert rec["steps"][1]["retries"] == 1
+    plain = AgentWriter(model(), tmp_path / "s.jsonl").run([item])[0]
+    assert plain["words"] == 2  # retry_short defaults to 0: the paper's behaviour
+
+
+def test_a_repeated_scaffold_point_is_asked_again(tmp_path):
+    points = iter([" Opening", " Opening", " Something new", " Closing"])
+
+    def reply(conv, prefix):
+        if prefix is not None:
+            return next(points)
+        if "planning a long piece" in conv[-1]["content"]:
+            return "not a plan"
+        return "text"
+
+    rec = AgentWriter(ScriptedChatModel(reply), tmp_path / "r.jsonl").run(
+        [{"id": "x", "instruction": "Write a story.", "target_words": 1200}])[0]
+    assert [s["main_point"] for s in rec["plan"]] == ["Opening", "Something new", "Closing"]
+
+
+def test_long_chatty_preamble_is_stripped():
+    first = ("Here's the next paragraph written without any final sentence to finish your "
+             "part-written piece:")
+    assert strip_label(first + "\n\nBeneath the surface.") == "Beneath the surface."

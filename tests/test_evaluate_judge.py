@@ -108,7 +108,7 @@ def test_probability_judge_needs_a_local_model(tmp_path):
 
 
 def test_ruler_table_and_max_length():
-    preds = [{"id": str(i), "length": n, "words": w, "truncated": w > 900}
+    preds = [{"id": str(i), "length": n, "words": w, "truncated": w > 900, "repetition": 0.1}
              for i, (n, w) in enumerate([(1000, 800), (1000, 1000), (5000, 700), (5000, 600)])]
     table = evaluate.ruler_table(preds)
     assert table["required"].tolist() == [1000, 5000]

@@ -16,15 +16,11 @@ scaffolded plan (``plan_mode``): the planner writes ``Paragraph i - Main Point:`
 model completes each line.
 """
 
+from lw.agentwrite.cleanup import strip_label
 from lw.agentwrite.compare import long_table, summary
+from lw.agentwrite.direct import write_direct
 from lw.agentwrite.plan import PlanStep, check_plan, infer_target_words, parse_plan, scaffold_steps
-from lw.agentwrite.writer import (
-                                  AgentWriteConfig,
-                                  AgentWriter,
-                                  make_items,
-                                  strip_label,
-                                  write_direct,
-)
+from lw.agentwrite.writer import AgentWriteConfig, AgentWriter, make_items
 
 __all__ = ["AgentWriteConfig", "AgentWriter", "PlanStep", "check_plan", "infer_target_words",
            "long_table", "make_items", "parse_plan", "scaffold_steps", "strip_label", "summary",

@@ -5,10 +5,10 @@ See ``lw.agentwrite`` for the method and usage; this module holds the machinery.
 
 import hashlib
 import math
-import re
 from dataclasses import asdict, dataclass, field
 
 from lw import prompts, text
+from lw.agentwrite.cleanup import is_repeat, main_point, strip_label
 from lw.agentwrite.plan import PlanStep, check_plan, infer_target_words, parse_plan, scaffold_steps
 from lw.errors import LwError
 from lw.llm.base import ChatModel, GenerationConfig
@@ -32,6 +32,8 @@ class AgentWriteConfig:
     max_new_tokens: int = 4096  # cap on any one call (the paper's fixed budget)
     default_target_words: int = 2000
     language: str | None = None  # None follows the instruction (Chinese characters -> "zh")
+    retry_short: int = 0  # re-ask a paragraph that ends under short_ratio of its words (weak models)
+    short_ratio: float = 0.25
 
     def __post_init__(self):
         if self.mode not in ("sequential", "parallel"):
@@ -46,10 +48,12 @@ class AgentWriteConfig:
         tokens = words * self.tokens_per_word + self.token_margin
         return min(self.max_new_tokens, 128 * math.ceil(tokens / 128))
 
-    def generation(self, max_new_tokens: int, **extra) -> GenerationConfig:
+    def generation(self, max_new_tokens: int, attempt: int = 0, **extra) -> GenerationConfig:
+        """Settings for one call; a retry (``attempt`` > 0) samples with another seed."""
+        seed = None if self.seed is None else self.seed + 1000 * attempt
         return GenerationConfig(max_new_tokens=max_new_tokens, temperature=self.temperature,
                                 top_p=self.top_p, repetition_penalty=self.repetition_penalty,
-                                seed=self.seed, **extra)
+                                seed=seed, **extra)
 
 
 def make_items(instructions, default_target: int = 2000) -> list[dict]:
@@ -211,11 +215,21 @@ class AgentWriter:
             outs = self.model.generate([self._plan_prompt(s) for s in group],
                                        self.config.generation(64, stop=("\n",)), prefix=prefixes,
                                        errors="return")
+            # Weak models copy the line above: ask once more (another seed) for a repeated point.
+            again = [j for j, (s, out) in enumerate(zip(group, outs, strict=True))
+                     if out.finish_reason != "error" and is_repeat(out.text, lines[id(s)])]
+            if again:
+                redo = self.model.generate([self._plan_prompt(group[j]) for j in again],
+                                           self.config.generation(64, 1, stop=("\n",)),
+                                           prefix=[prefixes[j] for j in again], errors="return")
+                for j, out in zip(again, redo, strict=True):
+                    if out.finish_reason != "error":
+                        outs[j] = out
             for s, out in zip(group, outs, strict=True):
                 if out.finish_reason == "error":
                     self._fail(s, "plan", out.error)
                     continue
-                point = _main_point(out.text) or f"({i})"
+                point = main_point(out.text) or f"({i})"
                 lines[id(s)].append(self._tmpl(s).render("plan_line", step=i, main_point=point,
                                                          words=counts[id(s)][i - 1]))
                 st = stats[id(s)]
@@ -260,22 +274,24 @@ class AgentWriter:
     def _write_round(self, active: list[_State]) -> None:
         """Sequential mode: the next paragraph of every active item. Parallel mode: every
         remaining paragraph at once, since none depends on another. One call per token budget
-        (budgets come in 128-token buckets, so there are few)."""
+        (budgets come in 128-token buckets, so there are few). With ``retry_short``, paragraphs
+        that end far below their word count are asked again and the longer answer kept."""
         jobs = [(s, len(s.paragraphs)) for s in active]
         if self.config.mode == "parallel":
             jobs = [(s, k) for s in active for k in range(len(s.paragraphs), len(s.steps))]
-        groups: dict[int, list] = {}
-        for s, k in jobs:
-            groups.setdefault(self.config.budget(s.steps[k].words), []).append((s, k))
-        done: dict[int, dict] = {}
-        for budget, group in sorted(groups.items()):
-            outs = self.model.generate([self.write_prompt(s, k) for s, k in group],
-                                       self.config.generation(budget), errors="return")
-            for (s, k), out in zip(group, outs, strict=True):
-                done.setdefault(id(s), {})[k] = out
+        done = self._generate_jobs(jobs, attempt=0)
+        for attempt in range(1, self.config.retry_short + 1):
+            short = [(s, k) for s, k in jobs if self._too_short(s, k, done[id(s), k])]
+            for key, out in self._generate_jobs(short, attempt).items():
+                out.extra["retries"] = attempt
+                if out.finish_reason != "error" and (text.count_words(out.text) >
+                                                     text.count_words(done[key].text)):
+                    done[key] = out
+                else:
+                    done[key].extra["retries"] = attempt
         for s in active:  # store in paragraph order, stopping at an item's first failure
-            for k in sorted(done.get(id(s), {})):
-                out = done[id(s)][k]
+            for k in sorted(k for sid, k in done if sid == id(s)):
+                out = done[id(s), k]
                 if out.finish_reason == "error":
                     self._fail(s, f"paragraph {k + 1}", out.error)
                     break
@@ -284,6 +300,22 @@ class AgentWriter:
                 s.stats.append(stats)
                 self.store.add({"key": f"{s.item['id']}/p{k + 1}", "id": s.item["id"],
                                 "index": k + 1, "text": para, "stats": stats})
+
+    def _generate_jobs(self, jobs: list, attempt: int) -> dict:
+        groups: dict[int, list] = {}
+        for s, k in jobs:
+            groups.setdefault(self.config.budget(s.steps[k].words), []).append((s, k))
+        done = {}
+        for budget, group in sorted(groups.items()):
+            outs = self.model.generate([self.write_prompt(s, k) for s, k in group],
+                                       self.config.generation(budget, attempt), errors="return")
+            for (s, k), out in zip(group, outs, strict=True):
+                done[id(s), k] = out
+        return done
+
+    def _too_short(self, s: _State, k: int, out) -> bool:
+        return (out.finish_reason == "stop" and
+                text.count_words(out.text) < self.config.short_ratio * s.steps[k].words)
 
     def _finish(self, s: _State) -> None:
         body = "\n\n".join(p for p in s.paragraphs if p)
@@ -308,48 +340,4 @@ class AgentWriter:
 def _stats(step, out) -> dict:
     return {"step": step, "prompt_tokens": out.prompt_tokens,
             "completion_tokens": out.completion_tokens, "seconds": round(out.seconds, 3),
-            "finish_reason": out.finish_reason}
-
-
-def _main_point(completion: str) -> str:
-    """The main point from a scaffolded line's completion (a copied word count is cut off)."""
-    line = completion.strip().splitlines()[0] if completion.strip() else ""
-    try:
-        return parse_plan("Paragraph 1 - Main Point: " + line)[0].main_point[:300]
-    except LwError:
-        return line[:300]
-
-
-_LABEL = re.compile(r"^\W*(?:paragraph\s*\d+|第\s*[0-9一二三四五六七八九十百]+\s*段)\b[^\n]{0,80}?"
-                    r"(?:main\s*point|主要观点|word\s*count|字数)?[^\n]*$", re.I)
-_PREAMBLE = re.compile(r"^\W*(?:sure|certainly|of course|okay|ok|here(?:'s| is| are))\b.{0,80}:\s*$",
-                       re.I)
-
-
-def strip_label(paragraph: str) -> str:
-    """Drop an echoed plan label ("Paragraph 3 - Main Point: ...") or a chatty preamble line
-    ("Sure! Here is paragraph 3:") from a paragraph's start, as the paper strips paragraph labels
-    from its outputs; subheadings stay."""
-    body = paragraph.strip()
-    first, _, rest = body.partition("\n")
-    if _PREAMBLE.match(first) or (_LABEL.match(first) and (rest.strip() or len(first) < 20)):
-        return rest.strip()
-    return body
-
-
-def write_direct(model: ChatModel, instructions, path, max_new_tokens: int,
-                 temperature: float = 0.5, seed: int | None = 0, **settings) -> list[dict]:
-    """The baseline: each instruction answered in one call (resumable, keyed by item id)."""
-    items = make_items(instructions)
-    store = ResultStore(path, key="id")
-    todo = [i for i in items if i["id"] not in store]
-    if todo:
-        outs = model.generate([i["instruction"] for i in todo], max_new_tokens=max_new_tokens,
-                              temperature=temperature, seed=seed, errors="return", **settings)
-        for item, out in zip(todo, outs, strict=True):
-            store.add({**item, "status": "failed" if out.error else "done", "error": out.error,
-                       "mode": "direct", "text": out.text, "words": text.count_words(out.text),
-                       "repetition": round(text.repetition(out.text), 3),
-                       "completion_tokens": out.completion_tokens, "seconds": out.seconds,
-                       "finish_reason": out.finish_reason, "model": model.info()})
-    return [store.get(i["id"]) for i in items]
+            "finish_reason": out.finish_reason, "retries": out.extra.get("retries", 0)}
