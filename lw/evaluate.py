@@ -158,3 +158,46 @@ def save_results(table, name: str, benchmark: str, judge_prompt: str | None = No
             "rows": json.loads(table.to_json(orient="records"))}
     (folder / f"{name}.json").write_text(json.dumps(meta, indent=1))
     return csv
+
+
+def predict_agentwrite(model, rows: list[dict], path, config=None) -> list[dict]:
+    """Predictions written by AgentWrite instead of one call: each row's prompt and required
+    length go to ``lw.agentwrite.AgentWriter``; the records come back in ``predict``'s shape
+    (``truncated`` is never set: AgentWrite has no overall budget)."""
+    from lw.agentwrite import AgentWriter
+
+    items = [{"id": r["id"], "instruction": r["prompt"], "target_words": r["length"]}
+             for r in rows]
+    records = AgentWriter(model, path, config).run(items)
+    out = []
+    for row, rec in zip(rows, records, strict=True):
+        if rec["status"] != "done":
+            out.append({**row, "status": "failed", "error": rec.get("error")})
+            continue
+        out.append({**row, "status": "done", "response": rec["text"], "words": rec["words"],
+                    "repetition": rec["repetition"], "completion_tokens": rec["completion_tokens"],
+                    "finish_reason": "stop", "truncated": False, "seconds": rec["seconds"],
+                    "model": {**rec["model"], "method": "agentwrite"},
+                    "settings": rec["settings"], "versions": {"evaluate": VERSION,
+                                                              "prompt": rec["prompt_version"]}})
+    return out
+
+
+def run_model(spec: str, rows: list[dict], folder, batch_size: int = 8, **settings):
+    """Load ``spec`` and predict ``rows`` into a file under ``folder`` named by model and
+    settings (so reruns resume). ``agentwrite:<spec>`` writes with AgentWrite on that model
+    (sequential, scaffolded plans where needed). Returns (model, predictions)."""
+    import lw
+    from lw.agentwrite import AgentWriteConfig
+    from lw.store import keyed_path
+
+    if spec.startswith("agentwrite:"):
+        model = lw.llm.load(spec.removeprefix("agentwrite:"), batch_size=batch_size)
+        config = AgentWriteConfig(temperature=settings.get("temperature", 0.8),
+                                  repetition_penalty=settings.get("repetition_penalty", 1.1),
+                                  seed=settings.get("seed", 0), retry_short=1)
+        path = keyed_path(folder, "agentwrite", model=spec, **vars(config))
+        return model, predict_agentwrite(model, rows, path, config)
+    model = lw.llm.load(spec, batch_size=batch_size)
+    path = keyed_path(folder, "preds", model=spec, **settings)
+    return model, predict(model, rows, path, **settings)

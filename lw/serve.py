@@ -181,7 +181,7 @@ def main(argv=None, handler=Handler):
     ap.add_argument("--verbose", action="store_true")
     args, extra = ap.parse_known_args(argv)
     model = lw.llm.load(args.model, batch_size=args.batch_size) \
-        if not args.model.startswith(("openai:", "fake:")) else lw.llm.load(args.model)
+        if not args.model.startswith("openai:") else lw.llm.load(args.model)
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     server = make_server(model, args.host, args.port, args.name, key, args.batch_wait, handler)
     server.verbose = args.verbose

@@ -125,3 +125,27 @@ def test_results_are_saved_with_their_versions(tmp_path, monkeypatch):
     assert meta["scorer_version"] == scoring.VERSION and meta["judge_prompt"] == "judge_en@1"
     assert meta["benchmark_sha256"].startswith("8780092776")
     assert meta["rows"][0]["S"] == 50.0 and csv.read_text().startswith("model,source,S")
+
+
+def test_agentwrite_predictions_have_the_prediction_shape(tmp_path):
+    def reply(conv, prefix):
+        if "planning a long piece" in conv[-1]["content"]:
+            return ("Paragraph 1 - Main Point: A - Word Count: 300 words\n"
+                    "Paragraph 2 - Main Point: B - Word Count: 300 words")
+        return "alpha beta gamma delta"
+
+    preds = evaluate.predict_agentwrite(ScriptedChatModel(reply), ROWS[1:2],
+                                        tmp_path / "a.jsonl")
+    assert preds[0]["words"] == 8 and preds[0]["status"] == "done"
+    assert preds[0]["model"]["method"] == "agentwrite" and not preds[0]["truncated"]
+    assert evaluate.results(preds)["n"] == 1
+
+
+def test_run_model_resumes_by_spec_and_settings(tmp_path):
+    model, preds = evaluate.run_model("fake:three little words", ROWS[:2], tmp_path,
+                                      max_new_tokens=50)
+    assert [p["words"] for p in preds] == [3, 3]
+    again, preds2 = evaluate.run_model("fake:other words", ROWS[:2], tmp_path, max_new_tokens=50)
+    assert [p["words"] for p in preds2] == [2, 2]  # another spec: another file
+    _, aw = evaluate.run_model("agentwrite:fake:a b c", ROWS[:1], tmp_path, max_new_tokens=50)
+    assert aw[0]["model"]["method"] == "agentwrite" and aw[0]["words"] > 0

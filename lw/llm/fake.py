@@ -21,8 +21,9 @@ class ScriptedChatModel(ChatModel):
     supports_prefix = True
 
     def __init__(self, replies: str | Sequence | Callable, spec: str = "fake",
-                 supports_prefix: bool = True):
+                 supports_prefix: bool = True, batch_size: int = 8):
         super().__init__(spec)
+        self.batch_size = batch_size  # accepted like the local backends'; nothing is batched
         self.replies = replies
         self.supports_prefix = supports_prefix
         self.calls: list = []
