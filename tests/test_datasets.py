@@ -75,3 +75,28 @@ def test_subset_is_stratified_seeded_and_filtered(data_dir):
     small = datasets.subset(rows, n=6, seed=0, max_length=2000, languages=("en",))
     assert all(r["length"] <= 2000 and r["language"] == "en" for r in small)
     assert len(datasets.subset(rows, n=None, languages=("zh",))) == 60
+
+
+@needs_data
+def test_download_verifies_and_caches(tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(DATA))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.delenv("LW_DATA_DIR", raising=False)
+    monkeypatch.setenv("LW_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(datasets, "URL", f"http://127.0.0.1:{server.server_address[1]}/{{name}}")
+    try:
+        assert len(datasets.load("longwrite_ruler")) == 48
+    finally:
+        server.shutdown()
+    cached = tmp_path / "longwriter" / "longwrite_ruler.jsonl"
+    assert datasets.sha256(cached) == datasets.FILES["longwrite_ruler"][2]
+    assert len(datasets.load("longwrite_ruler")) == 48  # from the cache: the server is gone
+    cached.write_text("tampered\n")
+    with pytest.raises(LwError, match="not the pinned"):
+        datasets.load("longwrite_ruler")
