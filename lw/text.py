@@ -45,3 +45,22 @@ def repetition(text: str, n: int = 4) -> float:
     if not grams:
         return 0.0
     return 1.0 - len(set(grams)) / len(grams)
+
+
+def loop_free(text: str, max_repeats: int = 2) -> str:
+    """``text`` cut where it starts looping: at the first sentence (or line) that has already
+    appeared ``max_repeats`` times. Text without such a loop comes back whole.
+
+    Beside ``count_words`` (the paper's measure, which counts a loop's every word) this gives
+    the length a reader would credit: ``count_words(loop_free(text))``.
+    """
+    seen: dict[str, int] = {}
+    kept = 0
+    for m in re.finditer(r"[^.!?。！？\n]+[.!?。！？]*\s*", text or ""):
+        unit = re.sub(r"\W+", " ", m.group().lower()).strip()
+        if unit:
+            seen[unit] = seen.get(unit, 0) + 1
+            if seen[unit] > max_repeats:
+                return (text or "")[:kept].rstrip()
+        kept = m.end()
+    return text or ""

@@ -8,10 +8,10 @@ from lw.agentwrite import long_table, summary
 matplotlib.use("Agg")
 
 
-def rec(i, words, status="done", target=2000):
+def rec(i, words, status="done", target=2000, text=""):
     return {"id": f"i{i}", "instruction": f"Write thing {i}", "target_words": target,
             "words": words, "status": status, "plan_mode": "scaffold", "completion_tokens": 10,
-            "seconds": 1.0}
+            "seconds": 1.0, "text": text}
 
 
 def test_summary_ratios_and_failures():
@@ -22,6 +22,15 @@ def test_summary_ratios_and_failures():
     assert s.loc["sequential", "vs_direct"] == 3.6
     assert s.loc["sequential", "failed"] == 1 and s.loc["direct", "failed"] == 0
     assert table.loc[0, "ratio"] == 0.2
+
+
+def test_summary_loop_free_words_discount_loops():
+    loop = "Start here. " + "Same line again.\n" * 50
+    table = long_table({"direct": [rec(1, 152, text=loop)],
+                        "sequential": [rec(1, 6, text="Six different words in this text.")]})
+    s = summary(table)
+    assert s.loc["direct", "mean_loop_free_words"] == 8  # 2 + twice "Same line again"
+    assert s.loc["sequential", "loop_free_vs_direct"] == 0.75
 
 
 def test_figures_are_written(tmp_path):

@@ -69,3 +69,15 @@ def test_repetition_tells_prose_from_loops():
     assert repetition(loop) > 0.8
     assert repetition("") == 0.0 and repetition("one two") == 0.0
     assert 0 < repetition("a b c d a b c d e") < 0.5
+
+
+def test_loop_free_cuts_at_the_third_repeat():
+    from lw.text import loop_free
+
+    prose = "The keeper lit the lamp. Ships passed in the night. She wrote in her log."
+    assert loop_free(prose) == prose
+    looped = "Intro here. " + "The light of the moon helps you know.\n\n" * 20
+    cut = loop_free(looped)
+    assert cut.count("light of the moon") == 2 and cut.startswith("Intro here.")
+    assert count_words(cut) == 2 + 2 * 8
+    assert loop_free("") == ""

@@ -10,7 +10,7 @@ from lw import text as lw_text
 
 def long_table(records_by_method: dict[str, list[dict]]):
     """One row per (item, method): id, method, required_words, words, ratio, repetition
-    (share of repeated 4-grams: a loop shows as a high value), status, seconds."""
+    (share of repeated 4-grams: a loop shows as a high value), loop_free_words, status, seconds."""
     import pandas as pd
 
     rows = []
@@ -20,6 +20,7 @@ def long_table(records_by_method: dict[str, list[dict]]):
                          "required_words": r["target_words"], "words": r["words"],
                          "ratio": round(r["words"] / r["target_words"], 2),
                          "repetition": r.get("repetition", lw_text.repetition(r.get("text", ""))),
+                         "loop_free_words": lw_text.count_words(lw_text.loop_free(r.get("text", ""))),
                          "status": r["status"], "plan_mode": r.get("plan_mode", ""),
                          "completion_tokens": r.get("completion_tokens", 0),
                          "seconds": round(r.get("seconds") or 0.0, 1)})
@@ -27,14 +28,18 @@ def long_table(records_by_method: dict[str, list[dict]]):
 
 
 def summary(table, baseline: str = "direct"):
-    """Per method: items, failed, mean required and written words, mean repetition, and written
-    words relative to ``baseline``'s mean (the "AgentWrite / direct" factor)."""
+    """Per method: items, failed, mean required and written words, mean repetition, mean
+    loop-free words (``lw.text.loop_free``), and both word means relative to ``baseline``'s
+    (the "AgentWrite / direct" factor; the paper's measure first)."""
     done = table[table["status"] == "done"]
     out = table.groupby("method", sort=False).agg(items=("id", "count"))
     out["failed"] = table[table["status"] != "done"].groupby("method").size()
     out["mean_required"] = done.groupby("method")["required_words"].mean().round(0)
     out["mean_words"] = done.groupby("method")["words"].mean().round(0)
     out["mean_repetition"] = done.groupby("method")["repetition"].mean().round(3)
+    out["mean_loop_free_words"] = done.groupby("method")["loop_free_words"].mean().round(0)
     if baseline in out.index:
         out[f"vs_{baseline}"] = (out["mean_words"] / out.loc[baseline, "mean_words"]).round(2)
+        out[f"loop_free_vs_{baseline}"] = (out["mean_loop_free_words"] /
+                                           out.loc[baseline, "mean_loop_free_words"]).round(2)
     return out.fillna({"failed": 0}).astype({"failed": int})
