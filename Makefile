@@ -1,7 +1,7 @@
 # The kit's entry points. `make reproduce` and `make test` each set everything up first.
 #   make reproduce            venv + install + every notebook at SIZE (default small) on the embedded model
 #   make test                 venv + install + ruff + unit tests + notebooks under nbval at mock size
-#   make bench                the benchmarks (minutes; prints figures)
+#   make bench                the benchmarks (~20 min on 2 cores; prints figures)
 #   make strip                strip outputs from notebooks before committing
 # GPU users keep their own torch: `make setup TORCH=` skips the CPU pin.
 
@@ -39,6 +39,7 @@ test: lint
 
 bench: setup
 	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_agentwrite.py
 
 strip: setup
 	$(BIN)/nbstripout notebooks/*.ipynb  # cells with metadata keep_output (the nbval checks) keep theirs

@@ -1,6 +1,7 @@
 """LongBench-Write quality judge with any model spec (arXiv 2408.07055, section 4).
 
-Two modes, recorded with every judgement:
+Two modes, recorded with every judgement (``mode="auto"``, the default, takes ``prob`` for
+local models and ``text`` otherwise):
 - ``text``: the judge writes a reply ending in a JSON object of six 1-5 ratings, read by
   ``lw.scoring.parse_judgement``. Invalid replies are retried (``retries``, 5 by default, each
   with a fresh seed); items never scored are stored as unscored and reported as coverage, never
@@ -23,14 +24,16 @@ from lw.store import ResultStore
 MAX_RESPONSE_CHARS = 60_000  # very long answers are cut for the judge's context
 
 
-def judge(model, preds: list[dict], path, mode: str = "text", retries: int = 5,
+def judge(model, preds: list[dict], path, mode: str = "auto", retries: int = 5,
           official: bool = False, temperature: float = 0.5, max_new_tokens: int = 512,
           progress: bool = True) -> list[dict]:
     """Judge every prediction (resumable, keyed by id); returns one record per prediction:
     ``{"id", "scores" (dict or None), "mode", "attempts", "error", "judge", "prompt_version"}``.
     """
+    if mode == "auto":  # probabilities where the model exposes them, else text
+        mode = "prob" if hasattr(model, "tokenizer") else "text"
     if mode not in ("text", "prob"):
-        raise LwError(f"judge mode must be 'text' or 'prob', got {mode!r}.")
+        raise LwError(f"judge mode must be 'auto', 'text' or 'prob', got {mode!r}.")
     if mode == "prob" and not hasattr(model, "tokenizer"):
         raise LwError(f"the probability judge reads next-token probabilities, which {model.spec} "
                       "does not expose: use a local model (hf:, smollm2-135m) or mode='text'.")
