@@ -144,9 +144,9 @@ class AgentWriter:
         lang = self.config.language or text.language(item["instruction"])
         s = _State(item, lang)
         s.final = self.store.get(f"{key}/final")
-        failures = [r for r in self.store if r.get("id") == key and "/failed" in r["key"]]
-        if failures and not retry_failed:
-            s.error = failures[-1]["error"]
+        n = self._failures(key)
+        if n and not retry_failed:
+            s.error = self.store.get(f"{key}/failed{n}")["error"]
         plan = self.store.get(f"{key}/plan")
         if plan:
             s.steps = [PlanStep(**d) for d in plan["plan"]]
@@ -159,9 +159,17 @@ class AgentWriter:
                 k += 1
         return s
 
+    def _failures(self, key: str) -> int:
+        """How many failure records an item has (keys <id>/failed1, failed2, ...): key lookups,
+        not a scan of the store, so resuming stays linear in the number of items."""
+        n = 0
+        while f"{key}/failed{n + 1}" in self.store:
+            n += 1
+        return n
+
     def _fail(self, s: _State, stage: str, reason: str) -> None:
         s.error = f"{stage}: {reason}"
-        n = sum(1 for r in self.store if r.get("id") == s.item["id"] and "/failed" in r["key"])
+        n = self._failures(s.item["id"])
         self.store.add({"key": f"{s.item['id']}/failed{n + 1}", "id": s.item["id"],
                         "error": s.error})
 
