@@ -16,7 +16,7 @@ from lw.errors import LwError
 
 __version__ = "0.1.0"
 _SUBMODULES = ("agentwrite", "datasets", "evaluate", "instructions", "judge", "llm", "paths",
-               "plots", "prompts", "reference", "run", "scoring", "serve", "store", "text")
+               "plots", "prompts", "reference", "run", "scoring", "serve", "sft", "store", "text")
 __all__ = ["LwError", "__version__", *_SUBMODULES]
 
 

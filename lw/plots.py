@@ -166,3 +166,48 @@ def dimension_scores(results: dict, title: str = "Quality per dimension (0-100)"
     fig.tight_layout()
     _save(fig, save)
     return fig
+
+
+def length_histogram(words_by_set: dict, title: str = "Output length of the training data",
+                     save=None):
+    """Histogram of assistant-answer lengths (words), one colour per data set.
+
+    Args:
+        words_by_set: ``{"long (AgentWrite)": [words, ...], "general": [...]}``.
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    frame = pd.DataFrame([{"set": k, "words": w} for k, ws in words_by_set.items() for w in ws])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if len(frame):
+        sns.histplot(data=frame, x="words", hue="set", bins=20, multiple="stack", ax=ax)
+    ax.set(title=title, xlabel="words in the assistant's answer", ylabel="conversations")
+    fig.tight_layout()
+    _save(fig, save)
+    return fig
+
+
+def loss_curve(histories: dict, title: str = "Training loss", save=None):
+    """Training loss against step for one or more runs.
+
+    Args:
+        histories: ``{"SFT": trainer log_history, ...}`` (``TrainResult.log_history``).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    frame = pd.DataFrame([{"run": name, "step": h["step"], "loss": float(h["loss"])}
+                          for name, hist in histories.items() for h in hist
+                          if "loss" in h and "step" in h])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if len(frame):
+        sns.lineplot(data=frame, x="step", y="loss", hue="run", marker="o", ax=ax)
+    ax.set(title=title, xlabel="optimizer step", ylabel="loss (target tokens)")
+    fig.tight_layout()
+    _save(fig, save)
+    return fig

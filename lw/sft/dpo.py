@@ -1,0 +1,139 @@
+"""Preference pairs for long writing and DPO on them (paper section 4.2, LongWriter-9B-DPO).
+
+The paper samples 4 answers per long-writing instruction, scores each by a quality reward
+combined with the length score, and takes the best as chosen and another as rejected. Here:
+
+    samples = sample(model, rows, folder, n_samples=4, max_new_tokens=2048)
+    scored = score(samples, judge_model, folder)     # S_l, S_q and reward = (S_l + S_q) / 2
+    pairs = make_pairs(scored)                       # best vs worst, when they differ enough
+    result = train_dpo("recipes/smollm2-135m/dpo/config_full_cpu.yaml", pairs,
+                       model=f"hf:{sft_dir}", output_dir=...)
+
+Sampling and judging are resumable (files named by model and settings); ``train_dpo`` skips a
+finished run with the same recipe and pairs, and resumes an interrupted one from a checkpoint.
+"""
+
+import json
+from pathlib import Path
+
+from lw import scoring
+from lw.errors import LwError
+
+
+def sample(model, rows: list[dict], folder, n_samples: int = 4, max_new_tokens: int = 2048,
+           temperature: float = 0.8, repetition_penalty: float = 1.0, seed: int = 0,
+           progress: bool = True) -> list[list[dict]]:
+    """``n_samples`` answers per row (``{"id", "prompt", "length"}``), each with its own seed.
+    Returns, per row, its samples (``predict`` records with ids ``<row id>#s<k>``)."""
+    from lw.evaluate import predict
+    from lw.store import keyed_path
+
+    if n_samples < 2:
+        raise LwError(f"a preference pair needs at least 2 samples per instruction, got {n_samples}.")
+    out = [[] for _ in rows]
+    for k in range(n_samples):
+        settings = dict(max_new_tokens=max_new_tokens, temperature=temperature,
+                        repetition_penalty=repetition_penalty, seed=seed + k)
+        path = keyed_path(folder, "dpo-samples", model=model.spec, **settings)
+        renamed = [{**r, "id": f"{r['id']}#s{k}", "source_id": r["id"]} for r in rows]
+        for i, p in enumerate(predict(model, renamed, path, progress=progress, **settings)):
+            out[i].append(p)
+    return out
+
+
+def score(samples: list[list[dict]], judge_model, folder, mode: str = "auto",
+          progress: bool = True) -> list[list[dict]]:
+    """Each sample with ``S_l`` (its length score), ``S_q`` (the judge's quality, 0-100) and
+    ``reward`` = their mean (the length score alone where the judge gave no score)."""
+    from lw.judge import judge
+    from lw.store import keyed_path
+
+    flat = [p for group in samples for p in group]
+    path = keyed_path(folder, "dpo-judge", judge=judge_model.spec, mode=mode)
+    marks = {j["id"]: j for j in judge(judge_model, flat, path, mode=mode, progress=progress)}
+    scored = []
+    for group in samples:
+        rows = []
+        for p in group:
+            s_l = scoring.length_score(p["length"], p.get("words", 0)) if p.get(
+                "status") == "done" else 0.0
+            ratings = (marks.get(p["id"]) or {}).get("scores")
+            s_q = (sum(scoring.dimension_score(ratings[d]) for d in scoring.DIMENSIONS)
+                   / len(scoring.DIMENSIONS)) if ratings else None
+            rows.append({**p, "S_l": s_l, "S_q": s_q,
+                         "reward": s_l if s_q is None else (s_l + s_q) / 2})
+        scored.append(rows)
+    return scored
+
+
+def make_pairs(scored: list[list[dict]], min_margin: float = 5.0) -> list[dict]:
+    """One pair per instruction: the highest-reward sample as chosen, the lowest as rejected,
+    in TRL's conversational format (``prompt``, ``chosen``, ``rejected`` message lists).
+    Instructions whose best and worst differ by less than ``min_margin`` give no pair."""
+    pairs = []
+    for group in scored:
+        ok = [p for p in group if p.get("status") == "done" and p.get("response", "").strip()]
+        if len(ok) < 2:
+            continue
+        ranked = sorted(ok, key=lambda p: p["reward"], reverse=True)
+        best, worst = ranked[0], ranked[-1]
+        if best["reward"] - worst["reward"] < min_margin:
+            continue
+        pairs.append({"prompt": [{"role": "user", "content": best["prompt"]}],
+                      "chosen": [{"role": "assistant", "content": best["response"]}],
+                      "rejected": [{"role": "assistant", "content": worst["response"]}],
+                      "id": best.get("source_id", best["id"]),
+                      "chosen_reward": round(best["reward"], 2),
+                      "rejected_reward": round(worst["reward"], 2),
+                      "chosen_words": best["words"], "rejected_words": worst["words"]})
+    return pairs
+
+
+def train_dpo(recipe, pairs: list[dict], progress: bool = True, force: bool = False,
+              **overrides):
+    """DPO with TRL's ``DPOTrainer`` (reference = the starting model) on ``pairs``; saves the
+    model to ``<output_dir>/final``. Returns a ``lw.sft.TrainResult``."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    from lw.sft.config import Recipe, load_recipe
+    from lw.sft.train import (
+        TrainResult,
+        _last_checkpoint,
+        _runtime,
+        _save_final,
+        fingerprint,
+        load_model,
+    )
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, **overrides)
+    if recipe.stage != "dpo":
+        raise LwError(f"train_dpo needs a recipe with stage: dpo; {recipe.source} is "
+                      f"{recipe.stage!r}.")
+    if not pairs:
+        raise LwError("no preference pairs: sample more answers per instruction or lower "
+                      "min_margin in make_pairs.")
+    args = recipe.train
+    args.disable_tqdm = not progress
+    clean = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
+    out = Path(args.output_dir)
+    final, meta = out / "final", out / "final" / "lw_train.json"
+    key = fingerprint(recipe, clean)
+    if meta.exists() and not force and json.loads(meta.read_text()).get("fingerprint") == key:
+        saved = json.loads(meta.read_text())
+        return TrainResult(final, out, saved["stats"], saved["log_history"], skipped=True)
+    tokenizer, model = load_model(recipe.model, args, recipe.lora)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(clean),
+                         processing_class=tokenizer)
+    checkpoint = _last_checkpoint(out)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    stats = {"pairs": len(clean), "beta": args.beta, "lora": recipe.lora is not None,
+             "resumed_from": checkpoint, "train_seconds": _runtime(trainer.state.log_history)}
+    _save_final(trainer, tokenizer, final)
+    if trainer.is_world_process_zero():
+        meta.write_text(json.dumps({"fingerprint": key, "recipe": recipe.source, "model":
+                                    recipe.model, "stats": stats,
+                                    "log_history": trainer.state.log_history}, indent=1,
+                                   default=str))
+    return TrainResult(final, out, stats, trainer.state.log_history)
