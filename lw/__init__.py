@@ -15,8 +15,9 @@ import importlib
 from lw.errors import LwError
 
 __version__ = "0.1.0"
-_SUBMODULES = ("agentwrite", "datasets", "evaluate", "instructions", "judge", "llm", "paths",
-               "plots", "prompts", "reference", "run", "scoring", "serve", "sft", "store", "text")
+_SUBMODULES = ("agentwrite", "data", "datasets", "evaluate", "instructions", "judge", "llm", "paths",
+               "plots", "prompts", "reference", "run", "scoring", "serve", "sft", "store", "text",
+               "controlled", "report")
 __all__ = ["LwError", "__version__", *_SUBMODULES]
 
 

@@ -98,7 +98,7 @@ def load(name: str) -> list[dict]:
 
 
 def subset(rows: list[dict], n: int | None, seed: int = 0, max_length: int | None = None,
-           languages: tuple[str, ...] | None = None) -> list[dict]:
+           languages: tuple[str, ...] | None = None, min_length: int = 0) -> list[dict]:
     """``n`` rows stratified by (bucket, language): strata take turns in a seeded order, so
     every bucket and language appears before any appears twice.
 
@@ -107,9 +107,11 @@ def subset(rows: list[dict], n: int | None, seed: int = 0, max_length: int | Non
         n: how many (None or more than there are: all that pass the filters).
         seed: picks which rows.
         max_length: drop rows asking for more words than this (CPU-sized runs).
+        min_length: drop rows asking for fewer words than this (long-output comparisons).
         languages: keep only these languages, e.g. ("en",).
     """
     pool = [r for r in rows if (max_length is None or r["length"] <= max_length)
+            and r["length"] >= min_length
             and (languages is None or r["language"] in languages)]
     if n is None or n >= len(pool):
         return pool

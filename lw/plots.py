@@ -211,3 +211,29 @@ def loss_curve(histories: dict, title: str = "Training loss", save=None):
     fig.tight_layout()
     _save(fig, save)
     return fig
+
+
+def cap_curve(table, title: str = "Output length vs the longest answers in the SFT data",
+              save=None):
+    """Maximum and mean output words of each model against its SFT data's cap, with y = x, as
+    the paper's section 2 figure.
+
+    Args:
+        table: ``lw.controlled.run`` output (columns cap, max_words, mean_words).
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(table["cap"], table["max_words"], "o-", label="max output")
+    ax.plot(table["cap"], table["mean_words"], "s--", label="mean output")
+    ax.plot(table["cap"], table["data_max_words"], "^:", color="grey",
+            label="longest answer in the data")
+    top = max(table["cap"].max(), table["max_words"].max())
+    ax.plot([0, top], [0, top], "k--", lw=1, label="y = x")
+    ax.set(title=title, xlabel="SFT data cap (words)", ylabel="output length (words)")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    _save(fig, save)
+    return fig

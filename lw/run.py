@@ -91,7 +91,9 @@ def run(size: str, only: list[str] | None = None, force: bool = False,
         timings[nb.stem] = seconds
         print(f"[lw.run] {nb.name}: done in {seconds} s", flush=True)
     summary = collect(out, timings)
-    print(f"[lw.run] summary: {out / 'summary.json'}")
+    from lw import report
+
+    print(f"[lw.run] summary: {out / 'summary.json'}\n[lw.run] report: {report.write(out)}")
     return summary
 
 

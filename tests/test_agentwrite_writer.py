@@ -94,6 +94,21 @@ def test_crash_mid_run_resumes_without_redoing_or_duplicating(tmp_path):
     assert AgentWriter(again, path).run(items) == recs and again.calls == []
 
 
+def test_parallel_mode_stores_each_part_of_a_round_as_it_finishes(tmp_path):
+    path = tmp_path / "r.jsonl"
+    items = [f"Write {c}." for c in "ABCDE"]  # 5 items x 3 paragraphs; parts of 2 batches of 3
+    first = scripted(interrupt_on=("Write E.", 1))
+    first.batch_size = 3
+    with pytest.raises(KeyboardInterrupt):
+        AgentWriter(first, path, AgentWriteConfig(mode="parallel")).run(items)
+    log = []
+    again = scripted(log=log)
+    again.batch_size = 3
+    recs = AgentWriter(again, path, AgentWriteConfig(mode="parallel")).run(items)
+    assert sorted({task for task, _ in log}) == ["Write E."]  # A-D were stored before the crash
+    assert [r["status"] for r in recs] == ["done"] * 5
+
+
 def test_backend_error_fails_that_item_only_and_can_be_retried(tmp_path):
     path = tmp_path / "r.jsonl"
     items = ["Write A.", "Write B."]

@@ -132,12 +132,32 @@ class AgentWriter:
                   desc=f"AgentWrite {self.config.mode}", unit="para", disable=not progress) as bar:
             while active := [s for s in todo if s.error is None and s.steps
                              and len(s.paragraphs) < len(s.steps)]:
-                self._write_round(active)
-                bar.update(len(active))
+                for part in self._chunks(active):
+                    before = sum(len(s.paragraphs) for s in part)
+                    self._write_round(part)
+                    bar.update(sum(len(s.paragraphs) for s in part) - before)
         for s in todo:
             if s.error is None and s.steps:
                 self._finish(s)
         return [s.final or self._failure(s) for s in states]
+
+    def _chunks(self, active: list[_State]) -> list[list[_State]]:
+        """Sequential mode: one round is one batched call. Parallel mode writes every remaining
+        paragraph in a round, so the round is cut into parts of about two batches each, stored
+        as each part finishes: a crash loses at most one part, not the whole run."""
+        if self.config.mode == "sequential":
+            return [active]
+        width = 2 * max(1, getattr(self.model, "batch_size", 0)
+                        or getattr(self.model, "concurrency", 0) or 8)
+        parts, part, jobs = [], [], 0
+        for s in active:
+            n = len(s.steps) - len(s.paragraphs)
+            if part and jobs + n > width:
+                parts.append(part)
+                part, jobs = [], 0
+            part.append(s)
+            jobs += n
+        return parts + [part] if part else parts
 
     def _resume(self, item: dict, retry_failed: bool) -> _State:
         key = item["id"]

@@ -159,23 +159,24 @@ def build(model, rows: list[dict], folder, config=None, filters: Filters = Filte
 
 def short_answers(model, folder, prompts=None, max_new_tokens: int = 256,
                   filters: Filters = Filters(max_repetition=0.3), name: str = "general-self",
-                  **settings) -> BuildResult:
+                  require_stop: bool = True, **settings) -> BuildResult:
     """A general short-answer SFT set for mixing, offline: the model's own direct answers to
     short prompts (the kit's ``short_prompts_en.jsonl`` by default), filtered like ``build``.
-    Online, ``lw.sft.data.load("hub:<a general SFT set>")`` is the better source."""
+    Online, ``lw.sft.data.load("hub:<a general SFT set>")`` is the better source.
+    ``require_stop`` rejects answers cut off by the token budget (they would teach the model to
+    stop mid-sentence)."""
     from lw.evaluate import predict
     from lw.store import keyed_path
 
-    if prompts is None:
-        prompts = [json.loads(line) for line in SHORT_PROMPTS.read_text().splitlines() if line]
+    prompts = short_prompts() if prompts is None else prompts
     folder = Path(folder)
     settings = {"temperature": 0.5, "repetition_penalty": 1.1, "seed": 0, **settings}
     path = keyed_path(folder, f"{name}-answers", model=model.spec,
                       max_new_tokens=max_new_tokens, **settings)
     preds = predict(model, prompts, path, max_new_tokens=max_new_tokens, **settings)
     records = [{**p, "instruction": p["prompt"], "text": p.get("response", ""),
-                "status": "done" if p.get("status") == "done" and p.get("finish_reason") == "stop"
-                else "failed", "error": p.get("error") or "cut off at the token budget"}
+                "status": "done" if p.get("status") == "done" and (
+                    p.get("finish_reason") == "stop" or not require_stop) else "failed", "error": p.get("error") or "cut off at the token budget"}
                for p in preds]
     result = select(records, filters)
     save(result, folder, name, source={"model": model.spec, "max_new_tokens": max_new_tokens,
@@ -222,3 +223,9 @@ def card(result: BuildResult, name: str, source: dict) -> str:
              "- intended use: research on long-output fine-tuning; outputs of a small model are "
              "weak prose and may contain errors of fact.", ""]
     return "\n".join(lines)
+
+
+def short_prompts() -> list[dict]:
+    """The kit's short general prompts (``{"id", "prompt"}``), for ``short_answers``."""
+    return [json.loads(line) for line in SHORT_PROMPTS.read_text(encoding="utf-8").splitlines()
+            if line.strip()]

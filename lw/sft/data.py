@@ -71,17 +71,19 @@ def mix(long: list[dict], general: list[dict], ratio: float, seed: int = 0) -> l
 
 
 def conversations_for(settings, data=None) -> list[dict]:
-    """The conversations a recipe trains on: ``data`` when given (a list or a source), else the
-    recipe's ``data.train``; with ``data.general`` mixed in at ``data.general_ratio``."""
+    """The conversations a recipe trains on: ``data`` when given (a list of conversations or a
+    source), used as it is; else the recipe's ``data.train`` with ``data.general`` mixed in at
+    ``data.general_ratio``. Relative paths are taken from the working directory."""
     if isinstance(data, list):
         convs = [as_conversation(r, f"data[{i}]") for i, r in enumerate(data)]
+    elif data:
+        convs = load(data)
     else:
-        source = data or settings.train
-        if not source:
+        if not settings.train:
             raise LwError("no training data: set data.train in the recipe or pass data=.")
-        convs = load(source, settings.limit)
-    if settings.general and settings.general_ratio > 0:
-        convs = mix(convs, load(settings.general), settings.general_ratio)
+        convs = load(settings.train, settings.limit)
+        if settings.general and settings.general_ratio > 0:
+            convs = mix(convs, load(settings.general), settings.general_ratio)
     if not convs:
         raise LwError("the training data is empty.")
     return convs

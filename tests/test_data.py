@@ -1,0 +1,130 @@
+"""lw.data and lw.sft.data: instruction sources, the filters, saved files and mixing."""
+
+import json
+
+import pytest
+
+import lw
+from lw.data import Filters, check, instructions, select
+from lw.errors import LwError
+from lw.sft.config import DataSettings
+from lw.sft.data import as_conversation, conversations_for, load, mix
+
+GOOD = ("The harbour wakes before the town does. Fishing boats slip their ropes, gulls argue "
+        "over the nets, and the baker's first loaves steam on the quay. ") * 1
+PROSE = " ".join(f"Sentence {i} tells something new about the harbour number {i} today."
+                 .replace(str(i), w) for i, w in enumerate(
+                     "one two three four five six seven eight nine ten eleven twelve thirteen "
+                     "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()))
+
+
+def record(rid, text, target=100, status="done", error=None):
+    return {"id": rid, "instruction": f"Write {target} words.", "target_words": target,
+            "status": status, "error": error, "text": text, "words": lw.text.count_words(text)}
+
+
+def test_filters_keep_good_text_and_name_why_others_go():
+    good = record("good", GOOD + PROSE, target=120)
+    short = record("short", GOOD, target=400)
+    loop = record("loop", "I like the sea very much. " * 40, target=200)
+    failed = record("failed", "", status="failed", error="plan: no recognisable step")
+    empty = record("empty", "Yes.", target=1)
+    assert check(good) is None
+    assert check(short) == "too short"
+    assert check(loop) == "repetitive"
+    assert check(failed) == "failed (plan)"
+    assert check(empty) == "empty"
+    result = select([good, short, loop, failed, empty])
+    assert [c["id"] for c in result.kept] == ["good"]
+    assert result.reasons == {"too short": 1, "repetitive": 1, "failed (plan)": 1, "empty": 1}
+    assert result.kept[0]["messages"][1]["content"] == (GOOD + PROSE).strip()
+    assert check(short, Filters(min_ratio=0.1)) is None
+
+
+def test_saved_data_has_jsonl_a_datasets_folder_and_a_card(tmp_path):
+    from datasets import load_from_disk
+
+    result = select([record("good", GOOD + PROSE, target=120), record("s", GOOD, target=900)])
+    lw.data.save(result, tmp_path, "demo", source={"model": "fake"})
+    lines = result.jsonl.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["messages"][0]["role"] == "user"
+    assert load_from_disk(str(result.dataset_dir))[0]["messages"][1]["role"] == "assistant"
+    card = result.card.read_text()
+    assert "kept 1 of 2" in card and "too short 1" in card
+    assert load(result.jsonl)[0]["messages"] == result.kept[0]["messages"]
+
+
+def test_build_runs_agentwrite_and_resumes(tmp_path):
+    from lw.agentwrite import AgentWriteConfig
+    from lw.llm.fake import ScriptedChatModel
+
+    def reply(conv, prefix):
+        prompt = conv[-1]["content"]
+        if "plan" in prompt.lower() and "Paragraph" not in (prefix or "") and "write paragraph" \
+                not in prompt.lower():
+            return ("Paragraph 1 - Main Point: the morning - Word Count: 200 words\n"
+                    "Paragraph 2 - Main Point: the evening - Word Count: 200 words")
+        return PROSE + " " + GOOD
+
+    model = ScriptedChatModel(reply)
+    rows = instructions("kit", n=3, min_words=400, max_words=1000)
+    result = lw.data.build(model, rows, tmp_path, AgentWriteConfig(mode="parallel"),
+                           Filters(min_ratio=0.1), progress=False)
+    assert len(result.kept) + len(result.rejected) == 3
+    calls = len(model.calls)
+    again = lw.data.build(model, rows, tmp_path, AgentWriteConfig(mode="parallel"),
+                          Filters(min_ratio=0.1), progress=False)
+    assert len(model.calls) == calls and len(again.kept) == len(result.kept)
+    assert result.table()["kept"].sum() == len(result.kept)
+
+
+def test_short_answers_reject_replies_cut_by_the_budget(tmp_path, tiny):
+    prompts = lw.data.short_prompts()[:3]
+    cut = lw.data.short_answers(tiny, tmp_path, prompts=prompts, max_new_tokens=4,
+                                filters=Filters(min_words=0, max_repetition=1.0))
+    assert len(cut.kept) == 0 and sum(cut.reasons.values()) == 3
+    kept = lw.data.short_answers(tiny, tmp_path, prompts=prompts, max_new_tokens=4,
+                                 filters=Filters(min_words=0, max_repetition=1.0),
+                                 require_stop=False)
+    assert len(kept.kept) == 3
+
+
+def test_instruction_sources(tmp_path):
+    kit = instructions("kit", min_words=500, max_words=1500)
+    assert len(kit) >= 20 and all(500 <= r["length"] <= 1500 for r in kit)
+    assert len({r["type"] for r in instructions("kit")}) == 7 and len(instructions("kit")) >= 48
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text(json.dumps({"instruction": "Write a 3000-word essay on rivers."}) + "\n"
+                    + json.dumps({"prompt": "A poem.", "length": 120, "id": "p"}) + "\n")
+    rows = instructions(str(mine))
+    assert [(r["id"], r["length"]) for r in rows] == [("mine-0", 3000), ("p", 120)]
+    with pytest.raises(LwError, match="neither"):
+        instructions(str(tmp_path / "nope.jsonl"))
+    with pytest.raises(LwError, match="from the hub"):
+        instructions("hub:THUDM/LongWriter-6k")  # offline in tests: a clear error
+
+
+def test_conversation_formats_and_mixing(tmp_path):
+    assert as_conversation({"prompt": "p", "response": "r"})["messages"][1] == {
+        "role": "assistant", "content": "r"}
+    with pytest.raises(LwError, match="expected 'messages'"):
+        as_conversation({"question": "q"})
+    with pytest.raises(LwError, match="no non-empty assistant"):
+        as_conversation({"messages": [{"role": "user", "content": "x"},
+                                      {"role": "assistant", "content": " "}]})
+    long = [{"messages": [{"role": "user", "content": f"l{i}"},
+                          {"role": "assistant", "content": "x"}]} for i in range(10)]
+    general = [{"messages": [{"role": "user", "content": f"g{i}"},
+                             {"role": "assistant", "content": "y"}]} for i in range(30)]
+    mixed = mix(long, general, ratio=0.5)
+    assert len(mixed) == 15 and all(c in mixed for c in long)
+    path = tmp_path / "g.jsonl"
+    path.write_text("".join(json.dumps(c) + "\n" for c in general))
+    long_file = tmp_path / "l.jsonl"
+    long_file.write_text("".join(json.dumps(c) + "\n" for c in long))
+    convs = conversations_for(DataSettings(train=str(long_file), general=str(path),
+                                           general_ratio=2.0))
+    assert len(convs) == 30
+    assert len(conversations_for(DataSettings(general=str(path), general_ratio=2.0), long)) == 10
+    with pytest.raises(LwError, match="not found"):
+        load(tmp_path / "missing.jsonl")

@@ -1,0 +1,112 @@
+"""JupyterLab as a user meets it: a real `jupyter lab` server on 127.0.0.1, the quickstart
+notebook opened in headless Chromium, Run All Cells, then no error and a rendered figure.
+
+Needs Debian's chromium (/usr/bin/chromium) and the playwright package; `make test` installs
+both. Where either is missing the test is skipped with the reason.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Chromium's background services try the network, which these machines refuse.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage"]
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def lab(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (make test installs Debian's chromium)")
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright (make test does)")
+    work = tmp_path / "lab"
+    work.mkdir()
+    shutil.copy(ROOT / "notebooks" / "00_quickstart.ipynb", work)  # autosave must not touch ours
+    token, port = secrets.token_hex(16), _free_port()
+    env = {**os.environ, "LW_SIZE": "mock", "LW_RUN_DIR": str(tmp_path / "run"),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"), "JUPYTER_DATA_DIR": str(tmp_path / "jdata")}
+    env.pop("JUPYTER_PLATFORM_DIRS", None)
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
+         "--ServerApp.open_browser=False", "--LabApp.news_url=", "--LabApp.check_for_updates_class"
+         "=jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("jupyter lab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+    if proc.poll() is not None:
+        pytest.fail("jupyter lab exited:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+    yield base, token, work
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_quickstart_runs_in_jupyterlab_with_a_rendered_figure(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    base, token, work = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/lab/tree/00_quickstart.ipynb?token={token}")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        # Wait for the kernel, then Run > Run All Cells from the menu, as a user would.
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                               timeout=60_000)
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator("li[data-command='notebook:run-all-cells']").click()
+        n_code = len([c for c in json.loads((work / "00_quickstart.ipynb").read_text())["cells"]
+                      if c["cell_type"] == "code"])
+        deadline = time.time() + 240
+        while time.time() < deadline:  # every code cell has a number and none is running
+            prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+            done = [t for t in prompts if t.strip().startswith("[") and t.strip()[1:-2].isdigit()]
+            if len(done) == n_code and not any("*" in t for t in prompts):
+                break
+            time.sleep(1)
+        page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
+        errors = page.locator(".jp-OutputArea-output[data-mime-type="
+                              "'application/vnd.jupyter.stderr'] .jp-RenderedText").all_inner_texts()
+        tracebacks = [t for t in errors if "Traceback" in t or "Error" in t.splitlines()[0]]
+        images = page.locator(".jp-RenderedImage img")
+        assert len(done) == n_code, f"only {len(done)} of {n_code} cells ran: {prompts}"
+        assert not tracebacks, tracebacks[0][:2000]
+        assert images.count() >= 1 and images.first.is_visible()
+        assert images.first.evaluate("img => img.naturalWidth") > 100
+        browser.close()
