@@ -7,8 +7,8 @@
 
 Executed copies go to ``runs/<size>/`` (git-ignored), never over the sources. Each notebook ends
 with ``lw.run.record(name, {...})``, which writes ``records/<name>.json`` in the run folder; the
-runner gathers them into ``summary.json``. A notebook that finished with the same parameters is
-skipped on a rerun, so an interrupted run resumes; the first failure stops the run with the
+runner gathers them into ``summary.json``. A notebook that finished with the same parameters (and
+unchanged source) is skipped on a rerun, so an interrupted run resumes; the first failure stops the run with the
 cell, the error and the path of the executed copy that holds the traceback.
 """
 
@@ -67,7 +67,9 @@ def run(size: str, only: list[str] | None = None, force: bool = False,
     timings = {}
     for nb in chosen:
         done = out / "done" / f"{nb.stem}.json"
-        if not force and done.exists() and json.loads(done.read_text()).get("parameters") == params:
+        stamp = {"parameters": params, "notebook": _digest(nb)}
+        if not force and done.exists() and {k: json.loads(done.read_text()).get(k)
+                                            for k in stamp} == stamp:
             print(f"[lw.run] {nb.name}: finished earlier with these parameters, skipped "
                   "(--force to redo)")
             timings[nb.stem] = "skipped"
@@ -87,7 +89,7 @@ def run(size: str, only: list[str] | None = None, force: bool = False,
                           f"is {executed}. Fix the cause and rerun: finished notebooks are "
                           "skipped.") from exc
         seconds = round(time.perf_counter() - start, 1)
-        done.write_text(json.dumps({"parameters": params, "seconds": seconds}))
+        done.write_text(json.dumps({**stamp, "seconds": seconds}))
         timings[nb.stem] = seconds
         print(f"[lw.run] {nb.name}: done in {seconds} s", flush=True)
     summary = collect(out, timings)
@@ -95,6 +97,14 @@ def run(size: str, only: list[str] | None = None, force: bool = False,
 
     print(f"[lw.run] summary: {out / 'summary.json'}\n[lw.run] report: {report.write(out)}")
     return summary
+
+
+def _digest(nb: Path) -> str:
+    """Hash of a notebook's cell sources: an edited notebook is not skipped as finished."""
+    import hashlib
+
+    cells = json.loads(nb.read_text())["cells"]
+    return hashlib.sha256(json.dumps([c["source"] for c in cells]).encode()).hexdigest()[:16]
 
 
 def collect(out: Path, timings: dict | None = None) -> dict:

@@ -11,11 +11,13 @@ from lw.sft.config import DataSettings
 from lw.sft.data import as_conversation, conversations_for, load, mix
 
 GOOD = ("The harbour wakes before the town does. Fishing boats slip their ropes, gulls argue "
-        "over the nets, and the baker's first loaves steam on the quay. ") * 1
-PROSE = " ".join(f"Sentence {i} tells something new about the harbour number {i} today."
-                 .replace(str(i), w) for i, w in enumerate(
-                     "one two three four five six seven eight nine ten eleven twelve thirteen "
-                     "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()))
+        "over the nets, and the baker's first loaves steam on the quay. ")
+PROSE = ("By noon the market square fills with traders selling cheese, rope and copper pans. "
+         "Children chase a loose goat between the stalls while an old sailor mends a sail. "
+         "In the afternoon clouds roll in from the west and the fishermen return early. "
+         "Evening brings lanterns, music from the tavern and the smell of grilled sardines. "
+         "Late at night only the lighthouse keeper remains awake, watching the dark water. "
+         "Tomorrow the ferry arrives with letters, visitors and news from the capital.")
 
 
 def record(rid, text, target=100, status="done", error=None):
@@ -38,7 +40,7 @@ def test_filters_keep_good_text_and_name_why_others_go():
     assert [c["id"] for c in result.kept] == ["good"]
     assert result.reasons == {"too short": 1, "repetitive": 1, "failed (plan)": 1, "empty": 1}
     assert result.kept[0]["messages"][1]["content"] == (GOOD + PROSE).strip()
-    assert check(short, Filters(min_ratio=0.1)) is None
+    assert check(short, Filters(min_ratio=0.05)) is None
 
 
 def test_saved_data_has_jsonl_a_datasets_folder_and_a_card(tmp_path):

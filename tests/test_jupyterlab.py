@@ -43,14 +43,23 @@ def lab(tmp_path):
     work.mkdir()
     shutil.copy(ROOT / "notebooks" / "00_quickstart.ipynb", work)  # autosave must not touch ours
     token, port = secrets.token_hex(16), _free_port()
+    # Render every cell (JupyterLab 4 otherwise windows cells out of view) and ask for no news.
+    settings = tmp_path / "settings"
+    for plugin, values in {"notebook-extension/tracker": {"windowingMode": "none"},
+                           "apputils-extension/notification": {"fetchNews": "false"}}.items():
+        path = settings / f"@jupyterlab/{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
     env = {**os.environ, "LW_SIZE": "mock", "LW_RUN_DIR": str(tmp_path / "run"),
-           "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"), "JUPYTER_DATA_DIR": str(tmp_path / "jdata")}
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "jcfg"), "JUPYTER_DATA_DIR": str(tmp_path / "jdata"),
+           "JUPYTERLAB_SETTINGS_DIR": str(settings)}
     env.pop("JUPYTER_PLATFORM_DIRS", None)
+    env.pop("MPLBACKEND", None)  # the tests' Agg would stop the kernel's inline figures
     log = open(tmp_path / "lab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1",
          f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-         "--ServerApp.open_browser=False", "--LabApp.news_url=", "--LabApp.check_for_updates_class"
+         "--ServerApp.open_browser=False", "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class"
          "=jupyterlab.NeverCheckForUpdate"],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
     base = f"http://127.0.0.1:{port}"
@@ -90,7 +99,7 @@ def test_quickstart_runs_in_jupyterlab_with_a_rendered_figure(lab, tmp_path):
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                timeout=60_000)
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator("li[data-command='notebook:run-all-cells']").click()
+        page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
         n_code = len([c for c in json.loads((work / "00_quickstart.ipynb").read_text())["cells"]
                       if c["cell_type"] == "code"])
         deadline = time.time() + 240
@@ -107,6 +116,22 @@ def test_quickstart_runs_in_jupyterlab_with_a_rendered_figure(lab, tmp_path):
         images = page.locator(".jp-RenderedImage img")
         assert len(done) == n_code, f"only {len(done)} of {n_code} cells ran: {prompts}"
         assert not tracebacks, tracebacks[0][:2000]
-        assert images.count() >= 1 and images.first.is_visible()
+        mimes = page.locator(".jp-OutputArea-output").evaluate_all(
+            "els => els.map(e => e.getAttribute('data-mime-type'))")
+        assert images.count() >= 1, f"no rendered image among outputs {mimes}"
+        images.first.scroll_into_view_if_needed()
+        assert images.first.is_visible()
         assert images.first.evaluate("img => img.naturalWidth") > 100
+        # Saved as a user would (Ctrl+S): every code cell ran, none holds an error output.
+        page.keyboard.press("Control+s")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            cells = json.loads((work / "00_quickstart.ipynb").read_text())["cells"]
+            code = [c for c in cells if c["cell_type"] == "code"]
+            if all(c.get("execution_count") for c in code):
+                break
+            time.sleep(0.5)
+        assert all(c.get("execution_count") for c in code)
+        assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+        assert any("image/png" in o.get("data", {}) for c in code for o in c["outputs"])
         browser.close()

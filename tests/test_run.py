@@ -45,6 +45,12 @@ def test_runs_in_order_records_and_resumes(kit, monkeypatch, capsys):
     changed = run.run("mock", out=out, folder=kit / "notebooks", parameters={"X": 6},
                       only=["01"])
     assert changed["records"]["01_second"]["y"] == 6
+    assert (out / "REPORT.md").exists()
+    # An edited notebook is run again even with the same parameters.
+    write_nb(kit / "notebooks" / "00_first.ipynb",
+             "import lw\nlw.run.record('00_first', {'size': SIZE, 'x': 2})")
+    edited = run.run("mock", out=out, folder=kit / "notebooks", parameters={"X": 6})
+    assert edited["records"]["00_first"]["x"] == 2
 
 
 def test_first_failure_stops_the_run_with_the_cell_and_the_copy(kit, monkeypatch):

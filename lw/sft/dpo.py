@@ -23,22 +23,29 @@ from lw.errors import LwError
 def sample(model, rows: list[dict], folder, n_samples: int = 4, max_new_tokens: int = 2048,
            temperature: float = 0.8, repetition_penalty: float = 1.0, seed: int = 0,
            progress: bool = True) -> list[list[dict]]:
-    """``n_samples`` answers per row (``{"id", "prompt", "length"}``), each with its own seed.
-    Returns, per row, its samples (``predict`` records with ids ``<row id>#s<k>``)."""
+    """``n_samples`` sampled answers per row (``{"id", "prompt", "length"}``), generated together
+    and stored as they finish. Returns, per row, its samples (``predict`` records with ids
+    ``<row id>#s<k>``)."""
     from lw.evaluate import predict
     from lw.store import keyed_path
 
     if n_samples < 2:
         raise LwError(f"a preference pair needs at least 2 samples per instruction, got {n_samples}.")
-    out = [[] for _ in rows]
-    for k in range(n_samples):
-        settings = dict(max_new_tokens=max_new_tokens, temperature=temperature,
-                        repetition_penalty=repetition_penalty, seed=seed + k)
-        path = keyed_path(folder, "dpo-samples", model=model.spec, **settings)
-        renamed = [{**r, "id": f"{r['id']}#s{k}", "source_id": r["id"]} for r in rows]
-        for i, p in enumerate(predict(model, renamed, path, progress=progress, **settings)):
-            out[i].append(p)
-    return out
+    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature,
+                    repetition_penalty=repetition_penalty)
+    path = keyed_path(folder, "dpo-samples", model=model.spec, n_samples=n_samples, seed=seed,
+                      **settings)
+    # A local model samples all copies in one batch (copies of a prompt in a batch draw
+    # different tokens); a server would answer copies sharing a seed alike, so each sample
+    # index gets its own seed there (its requests still run concurrently).
+    local = hasattr(model, "tokenizer")
+    groups = [list(range(n_samples))] if local else [[k] for k in range(n_samples)]
+    preds = {}
+    for group in groups:
+        copies = [{**r, "id": f"{r['id']}#s{k}", "source_id": r["id"]} for k in group for r in rows]
+        preds.update({p["id"]: p for p in predict(model, copies, path, progress=progress,
+                                                   seed=seed + group[0], **settings)})
+    return [[preds[f"{r['id']}#s{k}"] for k in range(n_samples)] for r in rows]
 
 
 def score(samples: list[list[dict]], judge_model, folder, mode: str = "auto",
@@ -126,7 +133,7 @@ def train_dpo(recipe, pairs: list[dict], progress: bool = True, force: bool = Fa
     tokenizer, model = load_model(recipe.model, args, recipe.lora)
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(clean),
                          processing_class=tokenizer)
-    checkpoint = _last_checkpoint(out)
+    checkpoint = _last_checkpoint(out, key)
     trainer.train(resume_from_checkpoint=checkpoint)
     stats = {"pairs": len(clean), "beta": args.beta, "lora": recipe.lora is not None,
              "resumed_from": checkpoint, "train_seconds": _runtime(trainer.state.log_history)}

@@ -180,7 +180,7 @@ def train(recipe, data=None, progress: bool = True, force: bool = False, **overr
     trainer = _trainer_class()(model=model, args=args, train_dataset=rows,
                                data_collator=Collator(tokenizer.pad_token_id, isolate=isolate),
                                processing_class=tokenizer)
-    checkpoint = _last_checkpoint(out)
+    checkpoint = _last_checkpoint(out, key)
     trainer.train(resume_from_checkpoint=checkpoint)
     stats = {**{k: v for k, v in asdict(tstats).items() if k != "lengths"},
              "rows": len(rows), "packing": args.packing, "max_length": args.max_length,
@@ -195,9 +195,25 @@ def train(recipe, data=None, progress: bool = True, force: bool = False, **overr
     return TrainResult(final, out, stats, trainer.state.log_history)
 
 
-def _last_checkpoint(out: Path):
+def _last_checkpoint(out: Path, key: str | None = None):
+    """The checkpoint to resume from: only one written by a run with the same fingerprint.
+    Checkpoints of a run with other settings or data are removed (with a note), never resumed."""
+    import shutil
+
     from transformers.trainer_utils import get_last_checkpoint
 
+    marker = out / "lw_run.json"
+    if out.is_dir() and key is not None:
+        old = json.loads(marker.read_text()).get("fingerprint") if marker.exists() else None
+        stale = sorted(out.glob("checkpoint-*"))
+        if stale and old != key:
+            print(f"[lw.sft] {out} holds checkpoints of another run (other recipe or data): "
+                  "removed, training starts afresh.")
+            for path in stale:
+                shutil.rmtree(path)
+    if key is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"fingerprint": key}))
     return get_last_checkpoint(str(out)) if out.is_dir() else None
 
 
