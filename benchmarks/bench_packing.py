@@ -1,6 +1,6 @@
 """Useful training tokens per second: packed rows vs padded batches, side by side in one run.
 
-    python benchmarks/bench_packing.py [--model smollm2-135m] [--conversations 32] [--max-length 2048]
+    python benchmarks/bench_packing.py [--model smollm2-135m] [--conversations 24] [--max-length 2048]
 
 A LongWriter-like mix of conversation lengths (most answers short, a third long, as when
 LongWriter-6k is mixed with general SFT data), trained one pass each way on the same model with
@@ -65,7 +65,7 @@ def run(model, rows, collate, lr: float = 1e-5) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--conversations", type=int, default=32)
+    ap.add_argument("--conversations", type=int, default=24)
     ap.add_argument("--max-length", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=4, help="conversations per padded batch")
     ap.add_argument("--repeats", type=int, default=1)

@@ -13,7 +13,6 @@ Sampling and judging are resumable (files named by model and settings); ``train_
 finished run with the same recipe and pairs, and resumes an interrupted one from a checkpoint.
 """
 
-import json
 from pathlib import Path
 
 from lw import scoring
@@ -104,14 +103,7 @@ def train_dpo(recipe, pairs: list[dict], progress: bool = True, force: bool = Fa
     from trl import DPOTrainer
 
     from lw.sft.config import Recipe, load_recipe
-    from lw.sft.train import (
-        TrainResult,
-        _last_checkpoint,
-        _runtime,
-        _save_final,
-        fingerprint,
-        load_model,
-    )
+    from lw.sft.train import _last_checkpoint, _runtime, fingerprint, finished, load_model, save
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, **overrides)
@@ -124,23 +116,14 @@ def train_dpo(recipe, pairs: list[dict], progress: bool = True, force: bool = Fa
     args = recipe.train
     args.disable_tqdm = not progress
     clean = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
-    out = Path(args.output_dir)
-    final, meta = out / "final", out / "final" / "lw_train.json"
     key = fingerprint(recipe, clean)
-    if meta.exists() and not force and json.loads(meta.read_text()).get("fingerprint") == key:
-        saved = json.loads(meta.read_text())
-        return TrainResult(final, out, saved["stats"], saved["log_history"], skipped=True)
+    if (done := finished(args.output_dir, key)) and not force:
+        return done
     tokenizer, model = load_model(recipe.model, args, recipe.lora)
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(clean),
                          processing_class=tokenizer)
-    checkpoint = _last_checkpoint(out, key)
+    checkpoint = _last_checkpoint(Path(args.output_dir), key)
     trainer.train(resume_from_checkpoint=checkpoint)
     stats = {"pairs": len(clean), "beta": args.beta, "lora": recipe.lora is not None,
              "resumed_from": checkpoint, "train_seconds": _runtime(trainer.state.log_history)}
-    _save_final(trainer, tokenizer, final)
-    if trainer.is_world_process_zero():
-        meta.write_text(json.dumps({"fingerprint": key, "recipe": recipe.source, "model":
-                                    recipe.model, "stats": stats,
-                                    "log_history": trainer.state.log_history}, indent=1,
-                                   default=str))
-    return TrainResult(final, out, stats, trainer.state.log_history)
+    return save(trainer, tokenizer, recipe, key, stats)

@@ -161,12 +161,10 @@ def train(recipe, data=None, progress: bool = True, force: bool = False, **overr
     args = recipe.train
     args.disable_tqdm = not progress
     convs = conversations_for(recipe.data, data)
-    out = Path(args.output_dir)
-    final, meta = out / "final", out / "final" / "lw_train.json"
     key = fingerprint(recipe, convs)
-    if meta.exists() and not force and json.loads(meta.read_text()).get("fingerprint") == key:
-        saved = json.loads(meta.read_text())
-        return TrainResult(final, out, saved["stats"], saved["log_history"], skipped=True)
+    if (done := finished(args.output_dir, key)) and not force:
+        return done
+    out = Path(args.output_dir)
 
     tokenizer, model = load_model(recipe.model, args, recipe.lora)
     examples, tstats = tokenize(convs, tokenizer, args.max_length, args.overflow)
@@ -186,13 +184,32 @@ def train(recipe, data=None, progress: bool = True, force: bool = False, **overr
              "rows": len(rows), "packing": args.packing, "max_length": args.max_length,
              "loss_weighting": args.loss_weighting, "lora": recipe.lora is not None,
              "resumed_from": checkpoint, "train_seconds": _runtime(trainer.state.log_history)}
-    _save_final(trainer, tokenizer, final)
-    if not trainer.is_world_process_zero():
-        return TrainResult(final, out, stats, trainer.state.log_history)
-    meta.write_text(json.dumps({"fingerprint": key, "recipe": recipe.source, "model": recipe.model,
-                                "stats": stats, "log_history": trainer.state.log_history},
-                               indent=1, default=str))
-    return TrainResult(final, out, stats, trainer.state.log_history)
+    return save(trainer, tokenizer, recipe, key, stats)
+
+
+def finished(output_dir, key: str) -> TrainResult | None:
+    """The result of a finished run in ``output_dir`` with fingerprint ``key``, else None."""
+    out = Path(output_dir)
+    meta = out / "final" / "lw_train.json"
+    if not meta.exists():
+        return None
+    saved = json.loads(meta.read_text())
+    if saved.get("fingerprint") != key:
+        return None
+    return TrainResult(out / "final", out, saved["stats"], saved["log_history"], skipped=True)
+
+
+def save(trainer, tokenizer, recipe: Recipe, key: str, stats: dict) -> TrainResult:
+    """Save the trained model to ``<output_dir>/final`` with ``lw_train.json`` (fingerprint,
+    recipe, stats, loss history) and return the result."""
+    out = Path(trainer.args.output_dir)
+    _save_final(trainer, tokenizer, out / "final")
+    history = trainer.state.log_history
+    if trainer.is_world_process_zero():
+        (out / "final" / "lw_train.json").write_text(json.dumps(
+            {"fingerprint": key, "recipe": recipe.source, "model": recipe.model, "stats": stats,
+             "log_history": history}, indent=1, default=str))
+    return TrainResult(out / "final", out, stats, history)
 
 
 def _last_checkpoint(out: Path, key: str | None = None):
