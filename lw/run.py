@@ -110,9 +110,10 @@ def _digest(nb: Path) -> str:
 def collect(out: Path, timings: dict | None = None) -> dict:
     """Merge every ``records/*.json`` of a run folder into ``summary.json``."""
     records = {p.stem: json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))}
-    old = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
-    seconds = {**old.get("seconds", {}),
-               **{k: v for k, v in (timings or {}).items() if v != "skipped"}}
+    # Times come from the done stamps, so a resumed run still reports every notebook's time.
+    stamps = {p.stem: json.loads(p.read_text()) for p in sorted((out / "done").glob("*.json"))}
+    seconds = {k: v["seconds"] for k, v in stamps.items() if "seconds" in v}
+    seconds.update({k: v for k, v in (timings or {}).items() if v != "skipped"})
     summary = {"run_dir": str(out), "seconds": seconds,
                "records": {k: r["values"] for k, r in records.items()}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -121,5 +121,26 @@ def keyed_path(folder: str | os.PathLike, name: str, **identity) -> Path:
     """
     import hashlib
 
+    for key in ("model", "judge"):  # a retrained local checkpoint must not reuse old results
+        version = weights_version(identity.get(key))
+        if version is not None:
+            identity = {**identity, f"{key}_weights": version}
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
     return Path(folder) / f"{name}-{digest[:8]}.jsonl"
+
+
+def weights_version(spec) -> object | None:
+    """What identifies the weights behind a local ``hf:<dir>`` spec: the training fingerprint
+    ``lw.sft`` wrote (``lw_train.json``), else the weight files' names, sizes and times. None for
+    any other spec (hub ids and servers are named by their spec alone)."""
+    if not isinstance(spec, str):
+        return None
+    spec = spec.removeprefix("agentwrite:")
+    folder = Path(spec[3:]) if spec.startswith("hf:") else None
+    if folder is None or not folder.is_dir():
+        return None
+    meta = folder / "lw_train.json"
+    if meta.exists():
+        return json.loads(meta.read_text()).get("fingerprint")
+    files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
+    return [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files] or None

@@ -42,9 +42,12 @@ def test_runs_in_order_records_and_resumes(kit, monkeypatch, capsys):
     again = run.run("mock", out=out, folder=kit / "notebooks", parameters={"X": 5})
     assert "skipped" in capsys.readouterr().out
     assert again["seconds"] == summary["seconds"]  # nothing was redone
+    (out / "summary.json").unlink()
     changed = run.run("mock", out=out, folder=kit / "notebooks", parameters={"X": 6},
                       only=["01"])
     assert changed["records"]["01_second"]["y"] == 6
+    # A partial rerun still reports the time of the notebook it did not redo.
+    assert changed["seconds"]["00_first"] == summary["seconds"]["00_first"]
     assert (out / "REPORT.md").exists()
     # An edited notebook is run again even with the same parameters.
     write_nb(kit / "notebooks" / "00_first.ipynb",

@@ -98,3 +98,18 @@ def test_keyed_path_changes_with_the_settings(tmp_path):
     assert a == keyed_path(tmp_path, "seq", temperature=0.8, model="m")
     assert a != keyed_path(tmp_path, "seq", model="m", temperature=0.9)
     assert a.name.startswith("seq-") and a.suffix == ".jsonl"
+
+
+def test_keyed_path_changes_when_a_local_checkpoint_is_retrained(tmp_path):
+    from lw.store import keyed_path
+
+    ckpt = tmp_path / "sft" / "final"
+    ckpt.mkdir(parents=True)
+    spec = f"hf:{ckpt}"
+    (ckpt / "lw_train.json").write_text(json.dumps({"fingerprint": "aaa"}))
+    first = keyed_path(tmp_path, "preds", model=spec, temperature=0.5)
+    assert first == keyed_path(tmp_path, "preds", model=spec, temperature=0.5)
+    (ckpt / "lw_train.json").write_text(json.dumps({"fingerprint": "bbb"}))  # same path, new weights
+    assert first != keyed_path(tmp_path, "preds", model=spec, temperature=0.5)
+    # Hub ids and servers are keyed by their spec alone, as before.
+    assert keyed_path(tmp_path, "p", model="hf:org/name") == keyed_path(tmp_path, "p", model="hf:org/name")

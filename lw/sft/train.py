@@ -11,6 +11,7 @@ recipe, same data) is not redone; an interrupted one resumes from its last check
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -205,6 +206,11 @@ def save(trainer, tokenizer, recipe: Recipe, key: str, stats: dict) -> TrainResu
     out = Path(trainer.args.output_dir)
     _save_final(trainer, tokenizer, out / "final")
     history = trainer.state.log_history
+    rates = [h["learning_rate"] for h in history if "learning_rate" in h]
+    if rates and not any(rates):
+        warnings.warn(f"every logged step of {out} ran at learning rate 0, so the weights did not "
+                      "change: the run is shorter than its warmup/decay. Use more data or epochs, "
+                      "or lr_scheduler_type constant with warmup_steps 0.", stacklevel=2)
     if trainer.is_world_process_zero():
         (out / "final" / "lw_train.json").write_text(json.dumps(
             {"fingerprint": key, "recipe": recipe.source, "model": recipe.model, "stats": stats,
