@@ -11,7 +11,7 @@ from lw import prompts, text
 from lw.agentwrite.cleanup import is_repeat, main_point, strip_label
 from lw.agentwrite.plan import PlanStep, check_plan, infer_target_words, parse_plan, scaffold_steps
 from lw.errors import LwError
-from lw.llm.base import ChatModel, GenerationConfig
+from lw.llm.base import ChatModel, GenerationConfig, Request
 from lw.store import ResultStore
 
 
@@ -130,34 +130,12 @@ class AgentWriter:
         total = sum(len(s.steps) for s in todo if s.steps)
         with tqdm(total=total, initial=sum(len(s.paragraphs) for s in todo),
                   desc=f"AgentWrite {self.config.mode}", unit="para", disable=not progress) as bar:
-            while active := [s for s in todo if s.error is None and s.steps
-                             and len(s.paragraphs) < len(s.steps)]:
-                for part in self._chunks(active):
-                    before = sum(len(s.paragraphs) for s in part)
-                    self._write_round(part)
-                    bar.update(sum(len(s.paragraphs) for s in part) - before)
+            self._write([s for s in todo if s.error is None and s.steps
+                         and len(s.paragraphs) < len(s.steps)], bar)
         for s in todo:
             if s.error is None and s.steps:
                 self._finish(s)
         return [s.final or self._failure(s) for s in states]
-
-    def _chunks(self, active: list[_State]) -> list[list[_State]]:
-        """Sequential mode: one round is one batched call. Parallel mode writes every remaining
-        paragraph in a round, so the round is cut into parts of about two batches each, stored
-        as each part finishes: a crash loses at most one part, not the whole run."""
-        if self.config.mode == "sequential":
-            return [active]
-        width = 2 * max(1, getattr(self.model, "batch_size", 0)
-                        or getattr(self.model, "concurrency", 0) or 8)
-        parts, part, jobs = [], [], 0
-        for s in active:
-            n = len(s.steps) - len(s.paragraphs)
-            if part and jobs + n > width:
-                parts.append(part)
-                part, jobs = [], 0
-            part.append(s)
-            jobs += n
-        return parts + [part] if part else parts
 
     def _resume(self, item: dict, retry_failed: bool) -> _State:
         key = item["id"]
@@ -299,47 +277,64 @@ class AgentWriter:
                         context=context, step=k + 1, n_steps=len(s.steps), step_line=lines[k],
                         words=s.steps[k].words)
 
-    def _write_round(self, active: list[_State]) -> None:
-        """Sequential mode: the next paragraph of every active item. Parallel mode: every
-        remaining paragraph at once, since none depends on another. One call per token budget
-        (budgets come in 128-token buckets, so there are few). With ``retry_short``, paragraphs
-        that end far below their word count are asked again and the longer answer kept."""
-        jobs = [(s, len(s.paragraphs)) for s in active]
-        if self.config.mode == "parallel":
-            jobs = [(s, k) for s in active for k in range(len(s.paragraphs), len(s.steps))]
-        done = self._generate_jobs(jobs, attempt=0)
-        for attempt in range(1, self.config.retry_short + 1):
-            short = [(s, k) for s, k in jobs if self._too_short(s, k, done[id(s), k])]
-            for key, out in self._generate_jobs(short, attempt).items():
+    def _write(self, active: list[_State], bar) -> None:
+        """Write every remaining paragraph through ``model.stream``. Sequential mode asks for an
+        item's next paragraph the moment its previous one is stored, so a local backend keeps
+        its batch full and a server its connections busy; parallel mode asks for all at once.
+        Paragraphs are stored in order as they finish (a later one waits in memory for an
+        earlier one). With ``retry_short``, a paragraph that ends far below its word count is
+        asked again with another seed and the longer answer kept."""
+        cfg = self.config
+        if cfg.mode == "parallel":
+            first = [self._request(s, k) for s in active
+                     for k in range(len(s.paragraphs), len(s.steps))]
+        else:
+            first = [self._request(s, len(s.paragraphs)) for s in active]
+        best: dict = {}  # (id(state), k) -> the answer kept so far
+        ready: dict = {}  # finished answers waiting for an earlier paragraph of their item
+
+        def on_done(request, out):
+            s, k, attempt = request.key
+            key = (id(s), k)
+            if attempt == 0 or key not in best:
+                best[key] = out
+            else:
                 out.extra["retries"] = attempt
                 if out.finish_reason != "error" and (text.count_words(out.text) >
-                                                     text.count_words(done[key].text)):
-                    done[key] = out
+                                                     text.count_words(best[key].text)):
+                    best[key] = out
                 else:
-                    done[key].extra["retries"] = attempt
-        for s in active:  # store in paragraph order, stopping at an item's first failure
-            for k in sorted(k for sid, k in done if sid == id(s)):
-                out = done[id(s), k]
-                if out.finish_reason == "error":
-                    self._fail(s, f"paragraph {k + 1}", out.error)
-                    break
-                para, stats = strip_label(out.text), _stats(k + 1, out)
-                s.paragraphs.append(para)
-                s.stats.append(stats)
-                self.store.add({"key": f"{s.item['id']}/p{k + 1}", "id": s.item["id"],
-                                "index": k + 1, "text": para, "stats": stats})
+                    best[key].extra["retries"] = attempt
+            if attempt < cfg.retry_short and self._too_short(s, k, best[key]):
+                return [self._request(s, k, attempt + 1)]
+            ready[key] = best.pop(key)
+            before = len(s.paragraphs)
+            self._store_ready(s, ready)
+            bar.update(len(s.paragraphs) - before)
+            if (cfg.mode == "sequential" and s.error is None and len(s.paragraphs) > before
+                    and len(s.paragraphs) < len(s.steps)):
+                return [self._request(s, len(s.paragraphs))]
+            return []
 
-    def _generate_jobs(self, jobs: list, attempt: int) -> dict:
-        groups: dict[int, list] = {}
-        for s, k in jobs:
-            groups.setdefault(self.config.budget(s.steps[k].words), []).append((s, k))
-        done = {}
-        for budget, group in sorted(groups.items()):
-            outs = self.model.generate([self.write_prompt(s, k) for s, k in group],
-                                       self.config.generation(budget, attempt), errors="return")
-            for (s, k), out in zip(group, outs, strict=True):
-                done[id(s), k] = out
-        return done
+        self.model.stream(first, on_done, errors="return")
+
+    def _request(self, s: _State, k: int, attempt: int = 0) -> Request:
+        return Request((s, k, attempt), self.write_prompt(s, k),
+                       self.config.generation(self.config.budget(s.steps[k].words), attempt))
+
+    def _store_ready(self, s: _State, ready: dict) -> None:
+        """Store the item's finished paragraphs that follow on from what is stored, stopping at
+        its first failure."""
+        while s.error is None and (out := ready.pop((id(s), len(s.paragraphs)), None)):
+            k = len(s.paragraphs)
+            if out.finish_reason == "error":
+                self._fail(s, f"paragraph {k + 1}", out.error)
+                return
+            para, stats = strip_label(out.text), _stats(k + 1, out)
+            s.paragraphs.append(para)
+            s.stats.append(stats)
+            self.store.add({"key": f"{s.item['id']}/p{k + 1}", "id": s.item["id"],
+                            "index": k + 1, "text": para, "stats": stats})
 
     def _too_short(self, s: _State, k: int, out) -> bool:
         return (out.finish_reason == "stop" and

@@ -20,10 +20,17 @@ top_p, repetition_penalty, seed, stop, min_new_tokens), which become the model's
 from dataclasses import fields
 
 from lw.errors import LwError
-from lw.llm.base import ChatModel, Conversation, Generation, GenerationConfig, generation_table
+from lw.llm.base import (
+    ChatModel,
+    Conversation,
+    Generation,
+    GenerationConfig,
+    Request,
+    generation_table,
+)
 
-__all__ = ["ChatModel", "Conversation", "Generation", "GenerationConfig", "SPECS", "generation_table",
-           "load"]
+__all__ = ["ChatModel", "Conversation", "Generation", "GenerationConfig", "Request", "SPECS",
+           "generation_table", "load"]
 
 SPECS = ("smollm2-135m", "tiny-random", "hf:<id or path>", "openai:<model>",
          "vllm:<id or path>", "fake:<reply>")

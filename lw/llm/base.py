@@ -8,6 +8,11 @@ or a plain string meaning one user message) and returns one ``Generation`` per c
 
 ``prefix`` starts the assistant's reply with given text and lets the model continue it (where
 the backend allows: ``model.supports_prefix``); the returned text is the continuation only.
+
+``stream`` is for work that grows as replies arrive (AgentWrite's next paragraph needs the
+previous one): it takes ``Request``s and a callback that may return more, and backends that can
+keep their batch or connections busy (local transformers, OpenAI-compatible) start new work the
+moment a reply ends instead of waiting for a whole round.
 """
 
 import time
@@ -73,6 +78,16 @@ class Generation:
         return asdict(self)
 
 
+@dataclass
+class Request:
+    """One reply wanted from ``ChatModel.stream``: ``key`` is how the caller recognises it."""
+
+    key: object
+    conversation: "str | Sequence[Message]"
+    config: GenerationConfig
+    prefix: str | None = None
+
+
 def as_conversation(item: str | Sequence[Message]) -> Conversation:
     """A plain string becomes one user message; a conversation is checked and copied."""
     if isinstance(item, str):
@@ -133,6 +148,44 @@ class ChatModel(ABC):
         if not convs:
             return []
         return self._generate(convs, prefixes, cfg, progress=progress, errors=errors)
+
+    def stream(self, requests, on_done, *, progress: bool = False, errors: str = "return",
+               desc: str | None = None) -> None:
+        """Generate ``requests``, calling ``on_done(request, generation)`` as each reply ends;
+        the requests it returns (a list, or None) are generated too.
+
+        This base version works in rounds: each round's requests go out as one ``generate``
+        call per setting, and the next round is what their callbacks returned. Local and
+        OpenAI-compatible backends override it to start new requests as soon as a slot frees.
+        """
+        from tqdm.auto import tqdm
+
+        pending = [self._checked(r) for r in requests]
+        # A round goes out in slices of about two batches, in request order, so callers that
+        # store results as they arrive lose at most one slice to a crash.
+        width = 2 * (getattr(self, "batch_size", 0) or 8)
+        with tqdm(desc=desc or f"generate {self.spec}", unit="reply", disable=not progress) as bar:
+            while pending:
+                current, pending = pending, []
+                for start in range(0, len(current), width):
+                    groups: dict = {}
+                    for r in current[start:start + width]:
+                        groups.setdefault(r.config, []).append(r)
+                    for cfg, group in groups.items():
+                        outs = self.generate([r.conversation for r in group], cfg,
+                                             prefix=[r.prefix for r in group], errors=errors,
+                                             progress=False)
+                        for r, out in zip(group, outs, strict=True):
+                            bar.update(1)
+                            pending += [self._checked(x) for x in on_done(r, out) or ()]
+
+    def _checked(self, request: Request) -> Request:
+        if not isinstance(request, Request):
+            raise LwError(f"stream() takes lw.llm.Request objects, got {request!r:.100}.")
+        if request.prefix and not self.supports_prefix:
+            self._prefixes(request.prefix, 1)  # raises the usual explanation
+        return Request(request.key, as_conversation(request.conversation), request.config,
+                       request.prefix)
 
     def chat(self, prompt: str, **settings) -> str:
         """The reply text to one user message (a convenience for notebooks)."""

@@ -1,8 +1,11 @@
 """Local transformers backend: any causal LM folder or hub id, batched generation.
 
-Conversations are rendered with the model's chat template, sorted by prompt length and cut into
-batches (left padding), so short prompts do not wait behind long ones. On CUDA the model runs in
-bf16 where supported; on CPU in fp32.
+Conversations are rendered with the model's chat template and decoded with continuous batching
+(``lw.llm.engine``): up to ``batch_size`` rows at once, a finished row leaves at once and the next
+prompt takes its place. ``engine="hf"`` uses transformers' own ``generate`` instead (prompts
+sorted by length, cut into fixed batches, each run until its longest reply ends); models whose
+cache the engine cannot edit (e.g. sliding-window layers) use it automatically. On CUDA the model
+runs in bf16 where supported; on CPU in fp32.
 
     model = HFChatModel.from_pretrained("HuggingFaceTB/SmolLM2-360M-Instruct", batch_size=16)
 """
@@ -11,6 +14,7 @@ import os
 
 from lw.errors import LwError
 from lw.llm.base import ChatModel, Generation, GenerationConfig, clock
+from lw.llm.engine import Engine, Job, supported
 
 
 def pick_device(device: str | None = None) -> tuple[str, "object"]:
@@ -32,24 +36,29 @@ class HFChatModel(ChatModel):
     Args:
         model, tokenizer: loaded transformers objects.
         spec: the spec string recorded in results.
-        batch_size: conversations per forward batch.
+        batch_size: conversations decoding at once.
+        engine: "continuous" (the kit's continuous batching) or "hf" (transformers' generate).
     """
 
     supports_prefix = True
 
     def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
-                 config: GenerationConfig | None = None):
+                 config: GenerationConfig | None = None, engine: str = "continuous"):
         super().__init__(spec, config)
+        if engine not in ("continuous", "hf"):
+            raise LwError(f"engine must be 'continuous' or 'hf', got {engine!r}.")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.device = str(next(model.parameters()).device)
+        self.engine = engine if engine == "hf" or supported(model) else "hf"
 
     @classmethod
     def from_pretrained(cls, path: str, spec: str | None = None, device: str | None = None,
-                        dtype=None, batch_size: int = 8, **kwargs) -> "HFChatModel":
+                        dtype=None, batch_size: int = 8, engine: str = "continuous",
+                        **kwargs) -> "HFChatModel":
         """Load a folder or hub id. Offline, a model missing from the local cache is a clear error."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -65,7 +74,8 @@ class HFChatModel(ChatModel):
                 if offline else "check the id or path, and your network or HF token"
             )
             raise LwError(f"cannot load model '{path}': {hint}. ({exc})") from exc
-        return cls(model.to(device), tokenizer, spec or f"hf:{path}", batch_size=batch_size)
+        return cls(model.to(device), tokenizer, spec or f"hf:{path}", batch_size=batch_size,
+                   engine=engine)
 
     def render(self, conv, prefix: str | None = None) -> str:
         """The prompt text the model sees: chat template, generation prompt, then the prefix."""
@@ -77,12 +87,48 @@ class HFChatModel(ChatModel):
             text += "Assistant:"
         return text + (prefix or "")
 
+    def _ids(self, conv, prefix) -> list[int]:
+        return self.tokenizer(self.render(conv, prefix), add_special_tokens=False).input_ids
+
+    def _engine(self) -> Engine:
+        return Engine(self.model, self.tokenizer, self.batch_size, self._eos())
+
+    def _eos(self) -> set:
+        return set(_as_list(self.model.generation_config.eos_token_id)) | {
+            self.tokenizer.pad_token_id}
+
+    def stream(self, requests, on_done, *, progress=False, errors="return", desc=None) -> None:
+        """Continuous batching across rounds: a request returned by ``on_done`` starts as soon
+        as a row is free (see ``ChatModel.stream``)."""
+        if self.engine == "hf":
+            return super().stream(requests, on_done, progress=progress, errors=errors, desc=desc)
+        from tqdm.auto import tqdm
+
+        def job(r):
+            r = self._checked(r)
+            return Job(r, self._ids(r.conversation, r.prefix), r.config)
+
+        with tqdm(desc=desc or f"generate {self.spec}", unit="reply", disable=not progress) as bar:
+            self._engine().run([job(r) for r in requests],
+                               lambda j, gen: [job(r) for r in on_done(j.key, gen) or ()],
+                               errors=errors, bar=bar)
+
     def _generate(self, convs, prefixes, cfg, *, progress, errors):
         from tqdm.auto import tqdm
 
-        ids = [self.tokenizer(self.render(c, p), add_special_tokens=False).input_ids
-               for c, p in zip(convs, prefixes, strict=True)]
+        ids = [self._ids(c, p) for c, p in zip(convs, prefixes, strict=True)]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        if self.engine == "continuous":
+            results: list[Generation | None] = [None] * len(ids)
+
+            def keep(job, gen):
+                results[job.key] = gen
+
+            with tqdm(total=len(ids), desc=f"generate {self.spec}", unit="conv",
+                      disable=not (progress if progress is not None
+                                   else len(ids) > self.batch_size)) as bar:
+                self._engine().run([Job(i, ids[i], cfg) for i in order], keep, errors, bar)
+            return results
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         results: list[Generation | None] = [None] * len(ids)
         show = progress if progress is not None else len(batches) > 1
@@ -125,8 +171,7 @@ class HFChatModel(ChatModel):
             out = self.model.generate(input_ids=input_ids.to(self.device),
                                       attention_mask=mask.to(self.device), **kwargs)
         seconds = clock() - start
-        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {pad}
-        return [self._decode(row[width:].tolist(), len(x), eos, cfg, seconds)
+        return [self._decode(row[width:].tolist(), len(x), self._eos(), cfg, seconds)
                 for row, x in zip(out, batch_ids, strict=True)]
 
     def _decode(self, new: list[int], n_prompt: int, eos: set, cfg, seconds) -> Generation:
@@ -144,7 +189,7 @@ class HFChatModel(ChatModel):
 
     def info(self) -> dict:
         return {**super().info(), "device": self.device, "dtype": str(self.model.dtype),
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "engine": self.engine}
 
 
 def _as_list(x) -> list:

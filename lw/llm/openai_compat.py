@@ -3,7 +3,8 @@
     model = lw.llm.load("openai:gpt-4o")                       # $OPENAI_API_KEY, api.openai.com
     model = lw.llm.load("openai:Qwen/Qwen2.5-7B-Instruct", base_url="http://gpu-box:8000/v1")
 
-Requests run concurrently (``concurrency`` at a time). 429s, 5xx answers, timeouts, dropped
+Requests run concurrently (``concurrency`` at a time); ``stream`` sends a follow-up request the
+moment the one it depends on returns. 429s, 5xx answers, timeouts, dropped
 connections and malformed bodies are retried with exponential backoff (honouring Retry-After);
 after ``max_retries`` the reply fails. Before the first request the server is asked for its model
 list, so a wrong key, an unknown model or an unreachable server stops the run at once with a
@@ -17,7 +18,7 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from lw.errors import LwError
 from lw.llm.base import ChatModel, Generation, clock
@@ -101,13 +102,44 @@ class OpenAIChatModel(ChatModel):
         return names
 
     # -- generation ----------------------------------------------------------------------
-    def _generate(self, convs, prefixes, cfg, *, progress, errors):
-        from tqdm.auto import tqdm
-
+    def _check_once(self) -> None:
         with self._lock:
             if self._check_pending:
                 self.check()
                 self._check_pending = False
+
+    def stream(self, requests, on_done, *, progress=False, errors="return", desc=None) -> None:
+        """Up to ``concurrency`` requests in flight; the follow-ups ``on_done`` returns are sent
+        as soon as it returns them (see ``ChatModel.stream``)."""
+        from tqdm.auto import tqdm
+
+        self._check_once()
+        with ThreadPoolExecutor(self.concurrency) as pool, \
+                tqdm(desc=desc or f"generate {self.spec}", unit="reply",
+                     disable=not progress) as bar:
+            def submit(r):
+                r = self._checked(r)
+                return pool.submit(self._one, r.conversation, r.prefix, r.config), r
+
+            futures = dict(submit(r) for r in requests)
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    request = futures.pop(fut)
+                    exc = fut.exception()
+                    if exc is not None and (errors == "raise" or isinstance(exc, LwError)):
+                        for other in futures:
+                            other.cancel()
+                        raise exc
+                    gen = fut.result() if exc is None else Generation(
+                        "", 0, 0, "error", 0.0, error=str(exc))
+                    bar.update(1)
+                    futures.update(submit(r) for r in on_done(request, gen) or ())
+
+    def _generate(self, convs, prefixes, cfg, *, progress, errors):
+        from tqdm.auto import tqdm
+
+        self._check_once()
         results: list[Generation | None] = [None] * len(convs)
         show = progress if progress is not None else len(convs) > self.concurrency
         with ThreadPoolExecutor(self.concurrency) as pool, \

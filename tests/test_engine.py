@@ -1,0 +1,97 @@
+"""Continuous batching (lw.llm.engine) and ChatModel.stream on real backends."""
+
+import lw
+from lw.llm import GenerationConfig, Request
+
+PROMPTS = ["hi", "Write a very long story about two cats, a dog and a lighthouse by the sea.",
+           "Name a colour.", "Tell me about rivers, mountains and valleys in detail please.", "ok",
+           "Describe a storm over a harbour at dusk, with gulls."]
+
+
+def test_rows_leaving_and_joining_do_not_change_greedy_replies(tiny):
+    """Batch 2 over 6 prompts with different budgets: rows end at different steps, others are
+    prefilled and merged into the running batch (shorter and longer than it)."""
+    budgets = [3, 17, 6, 11, 2, 9]
+    solo = [tiny.generate([p], max_new_tokens=b)[0] for p, b in zip(PROMPTS, budgets, strict=True)]
+    tiny.batch_size = 2
+    try:
+        done = {}
+        tiny.stream([Request(k, p, GenerationConfig(max_new_tokens=b))
+                     for k, (p, b) in enumerate(zip(PROMPTS, budgets, strict=True))],
+                    lambda r, g: done.__setitem__(r.key, g))
+    finally:
+        tiny.batch_size = 4
+    assert [done[k].text for k in range(6)] == [s.text for s in solo]
+    assert [done[k].completion_tokens for k in range(6)] == [s.completion_tokens for s in solo]
+
+
+def test_continuous_engine_matches_transformers_generate(tiny):
+    reference = lw.llm.hf.HFChatModel(tiny.model, tiny.tokenizer, "tiny-random", batch_size=4,
+                                      engine="hf")
+    assert tiny.engine == "continuous" and reference.engine == "hf"
+    ours = tiny.generate(PROMPTS, max_new_tokens=12, repetition_penalty=1.3)
+    theirs = reference.generate(PROMPTS, max_new_tokens=12, repetition_penalty=1.3)
+    assert [o.text for o in ours] == [t.text for t in theirs]
+
+
+def test_a_sampled_reply_does_not_depend_on_its_batch_mates(tiny):
+    cfg = dict(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=5)
+    together = tiny.generate(PROMPTS[:3], **cfg)
+    tiny.batch_size = 1
+    try:
+        alone = tiny.generate(PROMPTS[:3], **cfg)
+    finally:
+        tiny.batch_size = 4
+    assert [a.text for a in alone] == [t.text for t in together]
+    assert len({t.text for t in together}) > 1
+
+
+def test_follow_ups_start_before_the_round_ends(tiny):
+    """A's follow-up is generated while B (a long reply) is still running: finish order shows
+    it. In rounds, A2 would have to wait for B."""
+    order = []
+
+    def on_done(request, gen):
+        order.append(request.key)
+        return [Request("A2", "again", GenerationConfig(max_new_tokens=2, min_new_tokens=2))] \
+            if request.key == "A" else []
+
+    tiny.stream([Request("A", "a", GenerationConfig(max_new_tokens=2, min_new_tokens=2)),
+                 Request("B", "b", GenerationConfig(max_new_tokens=40, min_new_tokens=40))],
+                on_done)
+    assert order == ["A", "A2", "B"]
+
+
+def test_base_stream_works_in_rounds_and_checks_requests():
+    fake = lw.llm.load("fake:hello there")
+    seen = []
+
+    def on_done(request, gen):
+        seen.append((request.key, gen.text))
+        return [Request(request.key + 1, "more", request.config)] if request.key < 2 else None
+
+    fake.stream([Request(0, "start", GenerationConfig())], on_done)
+    assert seen == [(0, "hello there"), (1, "hello there"), (2, "hello there")]
+    try:
+        fake.stream(["not a request"], on_done)
+    except lw.errors.LwError as exc:
+        assert "Request" in str(exc)
+    else:
+        raise AssertionError("a plain string was accepted")
+
+
+def test_openai_stream_sends_follow_ups(server):
+    server.arm([])
+    model = lw.llm.load("openai:tiny-random", base_url=server.base_url, api_key=server.key,
+                        concurrency=2)
+    got = {}
+
+    def on_done(request, gen):
+        got[request.key] = gen
+        return [Request(request.key + "+", "next", request.config)] if len(request.key) == 1 \
+            else []
+
+    model.stream([Request(k, f"say {k}", GenerationConfig(max_new_tokens=3)) for k in "xy"],
+                 on_done)
+    assert sorted(got) == ["x", "x+", "y", "y+"]
+    assert all(g.finish_reason in ("stop", "length") and g.completion_tokens for g in got.values())
