@@ -9,17 +9,25 @@ left-padded to the others'). Callers can also add work as replies finish (``on_d
 how AgentWrite starts an item's next paragraph the moment its previous one is written.
 
 Sampling follows the usual order (repetition penalty on every token seen, prompt included, then
-temperature, then top-p) with one random generator per reply, seeded from the call's seed and the
-reply's key, so a reply does not depend on which other replies shared its batch.
+temperature, then top-p), with one deliberate difference from transformers: the penalty never
+applies to the tokens that end a reply. A chat prompt contains the end-of-turn token once per
+message, so penalising it makes a model less willing to stop, which is the very thing
+LongWrite-Ruler and LongBench-Write measure. Each reply samples from its own random generator,
+seeded from the call's seed and the reply's key, so it does not depend on its batch mates.
 
     engine = Engine(model, tokenizer, batch_size=8)
     engine.run([Job(key=0, ids=[...], config=cfg)], on_done=lambda job, gen: [])
 """
 
 import hashlib
+import inspect
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from lw.llm.base import Generation, GenerationConfig, clock
 
@@ -43,9 +51,6 @@ class _Row:
 
 def supported(model) -> bool:
     """True when the model's cache is the plain per-layer kind this engine can edit."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
     try:
         cache = DynamicCache(config=model.config)
     except Exception:  # an exotic config: let transformers' own generate handle it
@@ -68,8 +73,6 @@ class Engine:
         self.eos_ids = sorted(eos_ids)
         self.pad = tokenizer.pad_token_id
         self.device = next(model.parameters()).device
-        import inspect
-
         # transformers 5.x renamed forward's `past_key_values` to `cache`; accept both.
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
@@ -79,8 +82,6 @@ class Engine:
         """Generate every job, calling ``on_done(job, generation)`` as each ends; the jobs it
         returns join the queue. With errors="return", a failed forward pass ends the rows it
         carried with finish_reason "error" and the queue goes on."""
-        import torch
-
         with torch.inference_mode():
             self._run(deque(jobs), on_done, errors, bar)
 
@@ -116,42 +117,30 @@ class Engine:
 
     # -- the cache: admit, step, drop ------------------------------------------------------
     def _admit(self, rows, new: list[Job], state):
-        """Prefill ``new`` (left-padded together) and merge it into the running batch."""
-        import torch
-        from transformers import DynamicCache
-
-        width = max(len(j.ids) for j in new)
-        ids = torch.tensor([[self.pad] * (width - len(j.ids)) + j.ids for j in new])
-        mask = torch.tensor([[0] * (width - len(j.ids)) + [1] * len(j.ids) for j in new])
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=_positions(mask).to(self.device), use_cache=True,
-                         logits_to_keep=1, **{self.cache_arg: cache})
-        logits = out.logits[:, -1, :].float()
-        vocab = logits.shape[-1]
-        seen = torch.zeros(len(new), vocab, dtype=torch.bool, device=self.device)
-        for k, j in enumerate(new):
-            seen[k, torch.tensor(j.ids, device=self.device).clamp(max=vocab - 1)] = True
-        now = clock()
+        """Prefill ``new`` and merge it into the running batch (left padding). Prompts of equal
+        length are prefilled together and without a mask, which lets SDPA use its causal
+        kernel: a padded batch with a mask was ~1.3x slower per token on 2 CPU cores."""
+        by_length: dict[int, list[Job]] = {}
         for j in new:
-            rows.append(_Row(j, now, _generator(j, self.device)))
-        mask = mask.to(self.device)
-        if state is None:
-            return cache, mask, logits, seen
-        old_cache, old_mask, old_logits, old_seen = state
-        total = max(old_mask.shape[1], width)
-        layers = []
-        for a, b in zip(old_cache.layers, cache.layers, strict=True):
-            layers.append((torch.cat([_left_pad(a.keys, total), _left_pad(b.keys, total)]),
-                           torch.cat([_left_pad(a.values, total), _left_pad(b.values, total)])))
-        merged = DynamicCache(ddp_cache_data=layers, config=self.model.config)
-        mask = torch.cat([_left_pad(old_mask, total, dim=1), _left_pad(mask, total, dim=1)])
-        return (merged, mask, torch.cat([old_logits, logits]), torch.cat([old_seen, seen]))
+            by_length.setdefault(len(j.ids), []).append(j)
+        parts = [] if state is None else [state]
+        now = clock()
+        for length, group in by_length.items():
+            cache = _cache(self.model.config)
+            ids = torch.tensor([j.ids for j in group], device=self.device)
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1,
+                             **{self.cache_arg: cache})
+            logits = out.logits[:, -1, :].float()
+            seen = torch.zeros_like(logits, dtype=torch.bool)
+            seen.scatter_(1, ids.clamp(max=logits.shape[-1] - 1), True)
+            seen[:, self.eos_ids] = False  # never penalise stopping (see the module docstring)
+            mask = torch.ones(len(group), length, dtype=torch.long, device=self.device)
+            parts.append((cache, mask, logits, seen))
+            rows.extend(_Row(j, now, _generator(j, self.device)) for j in group)
+        return parts[0] if len(parts) == 1 else _merge(self.model.config, parts)
 
     def _step(self, rows, tokens, keep: list[int], state):
         """Drop ended rows, then run one decoding step for the rest."""
-        import torch
-
         cache, mask, _, seen = state
         if len(keep) < mask.shape[0]:
             index = torch.tensor(keep, device=self.device)
@@ -161,7 +150,7 @@ class Engine:
             first = int(mask.any(0).nonzero()[0])  # columns padded in every row are dead weight
             if first:
                 for layer in cache.layers:
-                    layer.keys, layer.values = layer.keys[..., first:, :], layer.values[..., first:, :]
+                    layer.drop_left(first)
                 mask = mask[:, first:]
         mask = torch.cat([mask, torch.ones(len(keep), 1, dtype=mask.dtype, device=self.device)], 1)
         out = self.model(input_ids=tokens[:, None], attention_mask=mask,
@@ -172,8 +161,6 @@ class Engine:
     # -- sampling --------------------------------------------------------------------------
     def _sample(self, rows, state):
         """One token per row from its logits (repetition penalty, temperature, top-p)."""
-        import torch
-
         _, _, logits, seen = state
         cfgs = [r.job.config for r in rows]
         penalty = torch.tensor([c.repetition_penalty for c in cfgs], device=logits.device)[:, None]
@@ -228,6 +215,60 @@ class Engine:
         return text[:min(text.find(s) for s in stops if s in text)]
 
 
+class _GrowingLayer(DynamicLayer):
+    """A cache layer that writes new keys and values into spare room instead of copying the
+    whole cache every step (transformers' DynamicLayer concatenates: at 8 rows of ~1,200
+    tokens that copy took a third of each decoding step on 2 CPU cores). Room doubles when
+    full; ``keys``/``values`` are views of the filled part."""
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        n, new = self.get_seq_length(), key_states.shape[-2]
+        if not self.is_initialized or n + new > self._room.shape[-2]:
+            self._grow(key_states, n, max(2 * n, n + new) + 64)
+        self._room[..., n:n + new, :] = key_states
+        self._room_v[..., n:n + new, :] = value_states
+        self.keys, self.values = self._room[..., :n + new, :], self._room_v[..., :n + new, :]
+        return self.keys, self.values
+
+    def _grow(self, like, n: int, size: int) -> None:
+        room = like.new_zeros((*like.shape[:2], size, like.shape[-1]))
+        room_v = torch.zeros_like(room)
+        if self.is_initialized and n:
+            room[..., :n, :], room_v[..., :n, :] = self.keys, self.values
+        self.device, self.is_initialized = like.device, True
+        self._room, self._room_v = room, room_v
+        self.keys, self.values = room[..., :n, :], room_v[..., :n, :]
+
+    def batch_select_indices(self, indices) -> None:
+        n = self.get_seq_length()
+        self._room, self._room_v = self._room[indices], self._room_v[indices]
+        self.keys, self.values = self._room[..., :n, :], self._room_v[..., :n, :]
+
+    def drop_left(self, k: int) -> None:
+        """Forget the first ``k`` positions (padding no row still needs)."""
+        n = self.get_seq_length()
+        self._room, self._room_v = self._room[..., k:, :], self._room_v[..., k:, :]
+        self.keys, self.values = self._room[..., :n - k, :], self._room_v[..., :n - k, :]
+
+
+def _merge(config, parts):
+    """One batch state from several: caches and masks left-padded to the longest, stacked."""
+    total = max(mask.shape[1] for _, mask, _, _ in parts)
+    merged = _cache(config)
+    for i, layer in enumerate(merged.layers):
+        layer.update(torch.cat([_left_pad(c.layers[i].keys, total) for c, _, _, _ in parts]),
+                     torch.cat([_left_pad(c.layers[i].values, total) for c, _, _, _ in parts]))
+    return (merged, torch.cat([_left_pad(m, total, dim=1) for _, m, _, _ in parts]),
+            torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts]))
+
+
+def _cache(config):
+    """An empty cache of growing layers for ``config``'s model."""
+    cache = DynamicCache(config=config)
+    cache.layers = [_GrowingLayer() for _ in cache.layers]
+    return cache
+
+
 def _positions(mask):
     """Position ids that start at 0 on each row's first real token (left padding)."""
     return (mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -235,8 +276,6 @@ def _positions(mask):
 
 def _left_pad(x, total: int, dim: int = -2):
     """Zero-pad ``x`` on the left of ``dim`` to length ``total``."""
-    import torch
-
     missing = total - x.shape[dim]
     if missing <= 0:
         return x
@@ -247,8 +286,6 @@ def _left_pad(x, total: int, dim: int = -2):
 
 def _generator(job: Job, device):
     """A random generator for one reply: the call's seed mixed with the reply's key."""
-    import torch
-
     seed = job.config.seed
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)))
