@@ -320,7 +320,8 @@ class AgentWriter:
 
     def _request(self, s: _State, k: int, attempt: int = 0) -> Request:
         return Request((s, k, attempt), self.write_prompt(s, k),
-                       self.config.generation(self.config.budget(s.steps[k].words), attempt))
+                       self.config.generation(self.config.budget(s.steps[k].words), attempt),
+                       name=f"{s.item['id']}/p{k + 1}")
 
     def _store_ready(self, s: _State, ready: dict) -> None:
         """Store the item's finished paragraphs that follow on from what is stored, stopping at

@@ -80,12 +80,15 @@ class Generation:
 
 @dataclass
 class Request:
-    """One reply wanted from ``ChatModel.stream``: ``key`` is how the caller recognises it."""
+    """One reply wanted from ``ChatModel.stream``: ``key`` is how the caller recognises it;
+    ``name``, a stable string, seeds its sampling on local backends (so a reply is the same
+    however the work was batched or resumed); default: its position among the requests."""
 
     key: object
     conversation: "str | Sequence[Message]"
     config: GenerationConfig
     prefix: str | None = None
+    name: str | None = None
 
 
 def as_conversation(item: str | Sequence[Message]) -> Conversation:
@@ -185,7 +188,7 @@ class ChatModel(ABC):
         if request.prefix and not self.supports_prefix:
             self._prefixes(request.prefix, 1)  # raises the usual explanation
         return Request(request.key, as_conversation(request.conversation), request.config,
-                       request.prefix)
+                       request.prefix, request.name)
 
     def chat(self, prompt: str, **settings) -> str:
         """The reply text to one user message (a convenience for notebooks)."""

@@ -34,11 +34,13 @@ from lw.llm.base import Generation, GenerationConfig, clock
 
 @dataclass
 class Job:
-    """One reply to generate: prompt token ids, its settings, and a key the caller knows it by."""
+    """One reply to generate: prompt token ids, its settings, the key the caller knows it by
+    and the name that seeds its sampling."""
 
     key: object
     ids: list[int]
     config: GenerationConfig
+    name: str = ""
 
 
 @dataclass
@@ -289,5 +291,5 @@ def _generator(job: Job, device):
     seed = job.config.seed
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)))
-    digest = hashlib.sha256(f"{seed}/{job.key!r}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}/{job.name}".encode()).digest()
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)

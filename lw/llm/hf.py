@@ -104,9 +104,12 @@ class HFChatModel(ChatModel):
             return super().stream(requests, on_done, progress=progress, errors=errors, desc=desc)
         from tqdm.auto import tqdm
 
+        count = iter(range(1 << 62))
+
         def job(r):
             r = self._checked(r)
-            return Job(r, self._ids(r.conversation, r.prefix), r.config)
+            name = r.name if r.name is not None else str(next(count))
+            return Job(r, self._ids(r.conversation, r.prefix), r.config, name)
 
         with tqdm(desc=desc or f"generate {self.spec}", unit="reply", disable=not progress) as bar:
             self._engine().run([job(r) for r in requests],
@@ -127,7 +130,7 @@ class HFChatModel(ChatModel):
             with tqdm(total=len(ids), desc=f"generate {self.spec}", unit="conv",
                       disable=not (progress if progress is not None
                                    else len(ids) > self.batch_size)) as bar:
-                self._engine().run([Job(i, ids[i], cfg) for i in order], keep, errors, bar)
+                self._engine().run([Job(i, ids[i], cfg, str(i)) for i in order], keep, errors, bar)
             return results
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         results: list[Generation | None] = [None] * len(ids)
