@@ -116,6 +116,42 @@ def test_a_conversation_has_the_same_logits_alone_and_packed(tiny):
                     assert (leaky[row][where] - alone).abs().max() > 1e-2
 
 
+def test_segment_attention_isolates_packed_conversations_without_a_mask(tiny):
+    from lw.sft import segments
+
+    tok, model = tiny.tokenizer, tiny.model
+    exs, _ = tokenize([conv("First question?", "A first answer that is fairly long. " * 3),
+                       conv("Second?", "Second answer."),
+                       conv("Third one here.", "Third answer, middling length.")], tok, 512)
+    batch = Collator(tok.pad_token_id, isolate="segments")([exs, exs[1:]])
+    assert "attention_mask" not in batch
+    pads = batch["seq_ids"][1] < 0
+    assert pads.any() and (batch["position_ids"][1][pads] > 0).all()  # padding joins the last
+    try:
+        model.set_attn_implementation(segments.register())
+        with torch.no_grad():
+            packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+    finally:
+        model.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        for row, seqs in ((0, range(3)), (1, range(3, 5))):
+            for seq in seqs:
+                ex = exs[seq if row == 0 else seq - 2]
+                alone = model(input_ids=torch.tensor([ex.input_ids])).logits[0]
+                where = batch["seq_ids"][row] == seq
+                assert torch.allclose(packed[row][where], alone, atol=1e-4)
+
+
+def test_segment_attention_refuses_rows_it_cannot_cut():
+    from lw.sft.segments import segment_attention
+
+    q = torch.zeros(1, 2, 3, 4)
+    with pytest.raises(LwError, match="position_ids"):
+        segment_attention(torch.nn.Module(), q, q, q, None)
+    with pytest.raises(LwError, match="start at 0"):
+        segment_attention(torch.nn.Module(), q, q, q, None, position_ids=torch.tensor([[1, 2, 3]]))
+
+
 def test_block_mask_lets_tokens_see_only_earlier_tokens_of_their_conversation():
     seq_ids = torch.tensor([[0, 0, 1, 1, 1, -1]])
     allowed = block_causal_mask(seq_ids)[0, 0] == 0

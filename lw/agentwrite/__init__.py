@@ -9,8 +9,9 @@ instruction and the plan (``mode="parallel"``, the paper's +Parallel ablation).
     records = writer.run(["Write a 3000-word history of the printing press."])
     records[0]["text"], records[0]["words"], records[0]["plan"]
 
-All items advance together, one round per paragraph, each round one batched call (concurrent
-requests on an OpenAI-compatible server). Every plan and paragraph is stored as it finishes;
+All items advance together through ``model.stream``: an item's next paragraph is asked for the
+moment its previous one is stored, so a local backend keeps its batch rows busy and a server its
+connections (other backends work in rounds). Every plan and paragraph is stored as it finishes;
 rerunning with the same path resumes. Weak models that cannot write the plan format get a
 scaffolded plan (``plan_mode``): the planner writes ``Paragraph i - Main Point:`` itself and the
 model completes each line.

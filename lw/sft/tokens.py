@@ -140,12 +140,13 @@ class Collator:
     else a 4D block-diagonal causal mask with 0 where attention is allowed and the dtype's
     minimum elsewhere. With ``isolate="position_ids"`` (flash-attention kernels on GPU, which
     read conversation boundaries from restarting ``position_ids``) the mask is left out: a 4D mask
-    of a 32k-token row would take 4 GB.
+    of a 32k-token row would take 4 GB. ``isolate="segments"`` (``lw.sft.segments``, any device)
+    leaves it out too and continues the last conversation's positions over the padding.
     """
 
     def __init__(self, pad_id: int, mask_dtype=None, isolate: str = "mask"):
-        if isolate not in ("mask", "position_ids"):
-            raise LwError(f"isolate must be 'mask' or 'position_ids', got {isolate!r}.")
+        if isolate not in ("mask", "position_ids", "segments"):
+            raise LwError(f"isolate must be 'mask', 'position_ids' or 'segments', got {isolate!r}.")
         self.pad_id = pad_id
         self.mask_dtype = mask_dtype
         self.isolate = isolate
@@ -170,12 +171,15 @@ class Collator:
                 position_ids[b, span] = torch.arange(len(ex))
                 seq_ids[b, span] = seq
                 seq, at = seq + 1, at + len(ex)
+            if self.isolate == "segments" and row and at < width:  # padding extends the last one
+                last = len(row[-1])
+                position_ids[b, at:] = torch.arange(last, last + width - at)
         batch = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,
                  "seq_ids": seq_ids}
         if all(len(row) == 1 for row in rows):
             batch["attention_mask"] = (seq_ids >= 0).long()
-        elif self.isolate == "position_ids":
-            pass  # flash-attention varlen: boundaries come from position_ids
+        elif self.isolate in ("position_ids", "segments"):
+            pass  # varlen kernels or lw.sft.segments: boundaries come from position_ids
         else:
             batch["attention_mask"] = block_causal_mask(seq_ids, self.mask_dtype)
         return batch

@@ -175,12 +175,19 @@ def train(recipe, data=None, progress: bool = True, force: bool = False, **overr
                       "raise max_length or use overflow='truncate'.")
     rows = pack(examples, args.max_length) if args.packing else [[ex] for ex in examples]
     flash = str(getattr(model.config, "_attn_implementation", "")).startswith("flash")
-    isolate = "position_ids" if flash else "mask"
+    isolate = "position_ids" if flash else "segments"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if args.packing and not flash:  # one causal attention per packed conversation, no 4D mask
+        from lw.sft import segments
+
+        base.set_attn_implementation(segments.register())
     trainer = _trainer_class()(model=model, args=args, train_dataset=rows,
                                data_collator=Collator(tokenizer.pad_token_id, isolate=isolate),
                                processing_class=tokenizer)
     checkpoint = _last_checkpoint(out, key)
     trainer.train(resume_from_checkpoint=checkpoint)
+    if not flash:
+        base.set_attn_implementation("sdpa")  # generation with a cache needs ordinary attention
     stats = {**{k: v for k, v in asdict(tstats).items() if k != "lengths"},
              "rows": len(rows), "packing": args.packing, "max_length": args.max_length,
              "loss_weighting": args.loss_weighting, "lora": recipe.lora is not None,

@@ -1,0 +1,66 @@
+"""Attention for packed rows without flash-attention: one causal attention per conversation.
+
+A packed row holds several conversations whose ``position_ids`` restart at 0. flash-attention's
+varlen kernels (GPU) read those boundaries and never compute attention across them. Elsewhere
+the kit used to isolate conversations with a 4D block-diagonal mask: correct, but the masked
+attention builds and fills the whole ``[L, L]`` score matrix of every row, so a 2,048-token row
+costs more per token than the short padded rows it replaces. This attention function cuts each
+row at the restarts and runs SDPA's causal kernel on each conversation alone: no mask, and only
+the within-conversation work. Registered with transformers' attention interface as ``NAME``:
+
+    model.set_attn_implementation(lw.sft.segments.register())
+    model(input_ids=..., position_ids=...)  # restarting position ids, no attention_mask
+
+The collator (``isolate="segments"``) continues the last conversation's positions over the row's
+padding, so padding joins the last segment instead of making one segment per pad token; being
+after it, padding never changes its outputs.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from lw.errors import LwError
+
+NAME = "lw_segments"
+
+
+def segment_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+                      scaling: float | None = None, position_ids=None, **kwargs):
+    """transformers attention function: ``query`` ``[B, H, L, D]``, ``key``/``value``
+    ``[B, H_kv, L, D]``; returns ``([B, L, H, D], None)``."""
+    if position_ids is None:
+        raise LwError("segment attention needs position_ids that restart at 0 for every "
+                      "packed conversation (lw.sft.Collator(isolate='segments') makes them).")
+    if key.shape[2] != query.shape[2]:
+        raise LwError("segment attention is for training and full forward passes; use the "
+                      "sdpa implementation for generation with a cache.")
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # grouped-query attention: share each key/value head
+        key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
+    rows = []
+    for b in range(query.shape[0]):
+        starts = (position_ids[b] == 0).nonzero().flatten().tolist()
+        if not starts or starts[0] != 0:
+            raise LwError("position_ids of a packed row must start at 0.")
+        bounds = zip(starts, starts[1:] + [query.shape[2]], strict=True)
+        rows.append(torch.cat([
+            F.scaled_dot_product_attention(query[b:b + 1, :, s:e], key[b:b + 1, :, s:e],
+                                           value[b:b + 1, :, s:e], is_causal=True, scale=scaling,
+                                           dropout_p=dropout if module.training else 0.0)
+            for s, e in bounds], dim=2))
+    return torch.cat(rows).transpose(1, 2).contiguous(), None
+
+
+def _no_mask(*args, **kwargs):
+    """The mask hook for ``NAME``: boundaries come from position_ids, so there is no mask."""
+    return None
+
+
+def register() -> str:
+    """Register the attention function (idempotent) and return its name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(NAME, segment_attention)
+    AttentionMaskInterface.register(NAME, _no_mask)
+    return NAME
