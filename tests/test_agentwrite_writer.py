@@ -201,6 +201,24 @@ def test_tiny_random_end_to_end(tmp_path, tiny):
     assert [d["completion_tokens"] for d in direct] == [8, 8] or all(d["words"] >= 0 for d in direct)
 
 
+def test_an_item_is_written_the_same_alone_or_with_others(tmp_path, tiny):
+    """Sampling is seeded per request name, so batching and order do not change an item."""
+    cfg = AgentWriteConfig(plan_mode="scaffold", tokens_per_word=0.05, token_margin=8,
+                           scaffold_words_per_step=200, temperature=1.0)
+    items = [{"id": "a", "instruction": "Write about tides.", "target_words": 400},
+             {"id": "b", "instruction": "Write about bees and flowers.", "target_words": 600}]
+    together = AgentWriter(tiny, tmp_path / "t.jsonl", cfg).run(items)
+    tiny.batch_size = 1
+    try:
+        alone = [AgentWriter(tiny, tmp_path / f"{it['id']}.jsonl", cfg).run([it])[0]
+                 for it in reversed(items)][::-1]
+    finally:
+        tiny.batch_size = 4
+    assert [r["plan_raw"] for r in alone] == [r["plan_raw"] for r in together]
+    assert [r["text"] for r in alone] == [r["text"] for r in together]
+    assert together[0]["text"] != together[1]["text"]
+
+
 def test_openai_server_end_to_end(tmp_path, server):
     server.arm([])
     model = lw.llm.load("openai:tiny-random", base_url=server.base_url, api_key=server.key,

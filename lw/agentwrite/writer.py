@@ -177,8 +177,9 @@ class AgentWriter:
         free = states if cfg.plan_mode in ("auto", "free") else []
         scaffold = [] if cfg.plan_mode in ("auto", "free") else list(states)
         if free:
-            outs = self.model.generate([self._plan_prompt(s) for s in free],
-                                       cfg.generation(cfg.plan_max_new_tokens), errors="return")
+            outs = self._ask([self._plan_prompt(s) for s in free],
+                             cfg.generation(cfg.plan_max_new_tokens),
+                             names=[f"{s.item['id']}/plan" for s in free])
             for s, out in zip(free, outs, strict=True):
                 if out.finish_reason == "error":
                     self._fail(s, "plan", out.error)
@@ -197,6 +198,16 @@ class AgentWriter:
                     self._fail(s, "plan", problem)
         if scaffold:
             self._scaffold(scaffold)
+
+    def _ask(self, convs, cfg, prefixes=None, names=None) -> list:
+        """Replies in order, through ``model.stream`` so each request's sampling is seeded by its
+        name (the same reply whether items run together or one by one)."""
+        outs = [None] * len(convs)
+        prefixes = prefixes or [None] * len(convs)
+        requests = [Request(k, c, cfg, p, n)
+                    for k, (c, p, n) in enumerate(zip(convs, prefixes, names, strict=True))]
+        self.model.stream(requests, lambda r, out: outs.__setitem__(r.key, out), errors="return")
+        return outs
 
     def _plan_prompt(self, s: _State) -> str:
         return prompts.load("agentwrite", s.lang).render(
@@ -218,16 +229,16 @@ class AgentWriter:
             group = [s for s in states if s.error is None and len(counts[id(s)]) >= i]
             prefixes = ["\n".join(lines[id(s)] + [self._tmpl(s).render("scaffold_line", step=i)])
                         for s in group]
-            outs = self.model.generate([self._plan_prompt(s) for s in group],
-                                       self.config.generation(64, stop=("\n",)), prefix=prefixes,
-                                       errors="return")
+            names = [f"{s.item['id']}/plan{i}" for s in group]
+            outs = self._ask([self._plan_prompt(s) for s in group],
+                             self.config.generation(64, stop=("\n",)), prefixes, names)
             # Weak models copy the line above: ask once more (another seed) for a repeated point.
             again = [j for j, (s, out) in enumerate(zip(group, outs, strict=True))
                      if out.finish_reason != "error" and is_repeat(out.text, lines[id(s)])]
             if again:
-                redo = self.model.generate([self._plan_prompt(group[j]) for j in again],
-                                           self.config.generation(64, 1, stop=("\n",)),
-                                           prefix=[prefixes[j] for j in again], errors="return")
+                redo = self._ask([self._plan_prompt(group[j]) for j in again],
+                                 self.config.generation(64, 1, stop=("\n",)),
+                                 [prefixes[j] for j in again], [names[j] for j in again])
                 for j, out in zip(again, redo, strict=True):
                     if out.finish_reason != "error":
                         outs[j] = out

@@ -183,8 +183,13 @@ class Engine:
                 drop = sorted_p.cumsum(-1) - sorted_p >= top_p
                 sorted_p = sorted_p.masked_fill(drop, 0)
                 probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-            for n, k in enumerate(hot):
-                tokens[k] = torch.multinomial(probs[n], 1, generator=rows[k].generator)[0]
+            # Inverse-CDF draw, one uniform per row from the row's own generator: the same
+            # distribution as torch.multinomial, which took ~4 ms a row on a 49k vocabulary.
+            cdf = probs.cumsum(-1)
+            u = torch.cat([torch.rand(1, generator=rows[k].generator, device=probs.device)
+                           for k in hot])[:, None] * cdf[:, -1:]
+            drawn = torch.searchsorted(cdf, u, right=True).clamp(max=probs.shape[-1] - 1)[:, 0]
+            tokens[hot] = drawn
         seen[torch.arange(len(rows), device=seen.device), tokens] = True
         return tokens
 
