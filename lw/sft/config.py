@@ -39,7 +39,7 @@ class SFTConfig(TrainingArguments):
     overflow: str = field(default="drop", metadata={
         "help": "'drop' or 'truncate' conversations longer than max_length (counted either way)"})
     packing: bool = field(default=True, metadata={
-        "help": "several conversations per row, isolated by a block-diagonal mask"})
+        "help": "several conversations per row, none attending to another (lw.sft.segments)"})
     loss_weighting: str = field(default="token", metadata={
         "help": "'token': mean over all target tokens of the batch (LongWriter, sec. 4.1); "
                 "'sequence': mean per conversation first, then over conversations (LongAlign)"})
