@@ -1,10 +1,10 @@
 """Wall time per notebook at each size, as a table.
 
     python benchmarks/bench_pipeline.py                    # runs mock now; small from runs/small
-    python benchmarks/bench_pipeline.py --run small        # also runs small (~1 hour on 2 cores)
+    python benchmarks/bench_pipeline.py --run small        # also runs small (~30 min on 2 cores)
 
 The mock pipeline is executed fresh into a temporary folder (``--force``), so its times are
-measured in this run. A `small` pipeline takes about an hour, so by default its times are read
+measured in this run. A `small` pipeline takes about 30 minutes, so by default its times are read
 from the last `make reproduce` (``runs/small/summary.json``, written by the runner as each notebook
 finishes) and marked as such; ``--run small`` measures it here instead.
 """
