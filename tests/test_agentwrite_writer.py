@@ -202,21 +202,24 @@ def test_tiny_random_end_to_end(tmp_path, tiny):
 
 
 def test_an_item_is_written_the_same_alone_or_with_others(tmp_path, tiny):
-    """Sampling is seeded per request name, so batching and order do not change an item."""
+    """Sampling is seeded per request name, so the order of work and the other items do not
+    change an item. (Batch 1 throughout: the tiny random model's distribution is nearly flat, so
+    rounding differences between batch shapes, ~1e-7, could flip a draw; test_engine covers
+    batch shapes.)"""
     cfg = AgentWriteConfig(plan_mode="scaffold", tokens_per_word=0.05, token_margin=8,
                            scaffold_words_per_step=200, temperature=1.0)
     items = [{"id": "a", "instruction": "Write about tides.", "target_words": 400},
              {"id": "b", "instruction": "Write about bees and flowers.", "target_words": 600}]
-    together = AgentWriter(tiny, tmp_path / "t.jsonl", cfg).run(items)
     tiny.batch_size = 1
     try:
+        together = AgentWriter(tiny, tmp_path / "t.jsonl", cfg).run(items)
         alone = [AgentWriter(tiny, tmp_path / f"{it['id']}.jsonl", cfg).run([it])[0]
                  for it in reversed(items)][::-1]
     finally:
         tiny.batch_size = 4
     assert [r["plan_raw"] for r in alone] == [r["plan_raw"] for r in together]
     assert [r["text"] for r in alone] == [r["text"] for r in together]
-    assert together[0]["text"] != together[1]["text"]
+    assert together[0]["text"] and together[0]["text"] != together[1]["text"]
 
 
 def test_openai_server_end_to_end(tmp_path, server):
