@@ -93,11 +93,26 @@ def test_pack_fills_rows_without_exceeding_the_limit_or_losing_examples():
 
 
 # -- packing isolation --------------------------------------------------------------------------
-def test_a_conversation_has_the_same_logits_alone_and_packed(tiny):
-    tok, model = tiny.tokenizer, tiny.model
+def three_conversations(tok):
     exs, _ = tokenize([conv("First question?", "A first answer that is fairly long. " * 3),
                        conv("Second?", "Second answer."),
                        conv("Third one here.", "Third answer, middling length.")], tok, 512)
+    return exs
+
+
+def alone_vs_packed(model, exs, batch):
+    """(seq, row, logits alone, its positions in the batch) for rows [exs, exs[1:]]."""
+    with torch.no_grad():
+        for row, seqs in ((0, range(3)), (1, range(3, 5))):
+            for seq in seqs:
+                ex = exs[seq if row == 0 else seq - 2]
+                alone = model(input_ids=torch.tensor([ex.input_ids])).logits[0]
+                yield seq, row, alone, batch["seq_ids"][row] == seq
+
+
+def test_a_conversation_has_the_same_logits_alone_and_packed(tiny):
+    tok, model = tiny.tokenizer, tiny.model
+    exs = three_conversations(tok)
     batch = Collator(tok.pad_token_id)([exs, exs[1:]])  # two rows: 3 and 2 conversations packed
     assert batch["attention_mask"].shape == (2, 1, batch["input_ids"].shape[1],
                                              batch["input_ids"].shape[1])
@@ -106,23 +121,17 @@ def test_a_conversation_has_the_same_logits_alone_and_packed(tiny):
                        position_ids=batch["position_ids"]).logits
         leaky = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                       attention_mask=(batch["seq_ids"] >= 0).long()).logits
-        for row, seqs in ((0, range(3)), (1, range(3, 5))):
-            for seq in seqs:
-                ex = exs[seq if row == 0 else seq - 2]
-                alone = model(input_ids=torch.tensor([ex.input_ids])).logits[0]
-                where = batch["seq_ids"][row] == seq
-                assert torch.allclose(packed[row][where], alone, atol=1e-4)
-                if seq not in (0, 3):  # later conversations see earlier ones without the mask
-                    assert (leaky[row][where] - alone).abs().max() > 1e-2
+    for seq, row, alone, where in alone_vs_packed(model, exs, batch):
+        assert torch.allclose(packed[row][where], alone, atol=1e-4)
+        if seq not in (0, 3):  # later conversations see earlier ones without the mask
+            assert (leaky[row][where] - alone).abs().max() > 1e-2
 
 
 def test_segment_attention_isolates_packed_conversations_without_a_mask(tiny):
     from lw.sft import segments
 
     tok, model = tiny.tokenizer, tiny.model
-    exs, _ = tokenize([conv("First question?", "A first answer that is fairly long. " * 3),
-                       conv("Second?", "Second answer."),
-                       conv("Third one here.", "Third answer, middling length.")], tok, 512)
+    exs = three_conversations(tok)
     batch = Collator(tok.pad_token_id, isolate="segments")([exs, exs[1:]])
     assert "attention_mask" not in batch
     pads = batch["seq_ids"][1] < 0
@@ -133,13 +142,8 @@ def test_segment_attention_isolates_packed_conversations_without_a_mask(tiny):
             packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
     finally:
         model.set_attn_implementation("sdpa")
-    with torch.no_grad():
-        for row, seqs in ((0, range(3)), (1, range(3, 5))):
-            for seq in seqs:
-                ex = exs[seq if row == 0 else seq - 2]
-                alone = model(input_ids=torch.tensor([ex.input_ids])).logits[0]
-                where = batch["seq_ids"][row] == seq
-                assert torch.allclose(packed[row][where], alone, atol=1e-4)
+    for _, row, alone, where in alone_vs_packed(model, exs, batch):
+        assert torch.allclose(packed[row][where], alone, atol=1e-4)
 
 
 def test_segment_attention_refuses_rows_it_cannot_cut():

@@ -121,9 +121,8 @@ class HFChatModel(ChatModel):
 
         ids = [self._ids(c, p) for c, p in zip(convs, prefixes, strict=True)]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        results: list[Generation | None] = [None] * len(ids)
         if self.engine == "continuous":
-            results: list[Generation | None] = [None] * len(ids)
-
             def keep(job, gen):
                 results[job.key] = gen
 
@@ -133,7 +132,6 @@ class HFChatModel(ChatModel):
                 self._engine().run([Job(i, ids[i], cfg, str(i)) for i in order], keep, errors, bar)
             return results
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        results: list[Generation | None] = [None] * len(ids)
         show = progress if progress is not None else len(batches) > 1
         with tqdm(total=len(ids), desc=f"generate {self.spec}", unit="conv",
                   disable=not show) as bar:
