@@ -30,6 +30,17 @@ def tiny():
     return lw.llm.load("tiny-random", batch_size=4)
 
 
+@pytest.fixture
+def tiny_whole_prefill(tiny):
+    """``tiny`` with prefix caching off, so every prompt is prefilled whole and two runs do the
+    same arithmetic (the tiny model's flat distribution lets ~1e-7 differences flip a draw)."""
+    saved = tiny.prefixes.max_bytes
+    tiny.prefixes.clear()
+    tiny.prefixes.max_bytes = 0
+    yield tiny
+    tiny.prefixes.max_bytes = saved
+
+
 @pytest.fixture(scope="session")
 def server():
     """A real `lw.serve` process (tests/fault_server.py) on 127.0.0.1 serving tiny-random.

@@ -201,11 +201,12 @@ def test_tiny_random_end_to_end(tmp_path, tiny):
     assert [d["completion_tokens"] for d in direct] == [8, 8] or all(d["words"] >= 0 for d in direct)
 
 
-def test_an_item_is_written_the_same_alone_or_with_others(tmp_path, tiny):
+def test_an_item_is_written_the_same_alone_or_with_others(tmp_path, tiny_whole_prefill):
     """Sampling is seeded per request name, so the order of work and the other items do not
     change an item. (Batch 1 throughout: the tiny random model's distribution is nearly flat, so
     rounding differences between batch shapes, ~1e-7, could flip a draw; test_engine covers
-    batch shapes.)"""
+    batch shapes. Prefix caching is off for the same reason.)"""
+    tiny = tiny_whole_prefill
     cfg = AgentWriteConfig(plan_mode="scaffold", tokens_per_word=0.05, token_margin=8,
                            scaffold_words_per_step=200, temperature=1.0)
     items = [{"id": "a", "instruction": "Write about tides.", "target_words": 400},

@@ -5,7 +5,9 @@ Conversations are rendered with the model's chat template and decoded with conti
 prompt takes its place. ``engine="hf"`` uses transformers' own ``generate`` instead (prompts
 sorted by length, cut into fixed batches, each run until its longest reply ends); models whose
 cache the engine cannot edit (e.g. sliding-window layers) use it automatically. On CUDA the model
-runs in bf16 where supported; on CPU in fp32.
+runs in bf16 where supported; on CPU in fp32. The engine reuses the keys and values of earlier
+replies for prompts that start the same way (``lw.llm.prefix``; ``prefix_cache_bytes=0`` turns
+it off, ``model.prefixes.clear()`` forgets them after the weights change).
 
     model = HFChatModel.from_pretrained("HuggingFaceTB/SmolLM2-360M-Instruct", batch_size=16)
 """
@@ -15,6 +17,7 @@ import os
 from lw.errors import LwError
 from lw.llm.base import ChatModel, Generation, GenerationConfig, clock
 from lw.llm.engine import Engine, Job, supported
+from lw.llm.prefix import PrefixStore
 
 
 def pick_device(device: str | None = None) -> tuple[str, "object"]:
@@ -38,12 +41,14 @@ class HFChatModel(ChatModel):
         spec: the spec string recorded in results.
         batch_size: conversations decoding at once.
         engine: "continuous" (the kit's continuous batching) or "hf" (transformers' generate).
+        prefix_cache_bytes: memory for reusable prompt caches (continuous engine only).
     """
 
     supports_prefix = True
 
     def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
-                 config: GenerationConfig | None = None, engine: str = "continuous"):
+                 config: GenerationConfig | None = None, engine: str = "continuous",
+                 prefix_cache_bytes: int = 1 << 30):
         super().__init__(spec, config)
         if engine not in ("continuous", "hf"):
             raise LwError(f"engine must be 'continuous' or 'hf', got {engine!r}.")
@@ -54,11 +59,12 @@ class HFChatModel(ChatModel):
             tokenizer.pad_token = tokenizer.eos_token
         self.device = str(next(model.parameters()).device)
         self.engine = engine if engine == "hf" or supported(model) else "hf"
+        self.prefixes = PrefixStore(prefix_cache_bytes)
 
     @classmethod
     def from_pretrained(cls, path: str, spec: str | None = None, device: str | None = None,
                         dtype=None, batch_size: int = 8, engine: str = "continuous",
-                        **kwargs) -> "HFChatModel":
+                        prefix_cache_bytes: int = 1 << 30, **kwargs) -> "HFChatModel":
         """Load a folder or hub id. Offline, a model missing from the local cache is a clear error."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -75,7 +81,7 @@ class HFChatModel(ChatModel):
             )
             raise LwError(f"cannot load model '{path}': {hint}. ({exc})") from exc
         return cls(model.to(device), tokenizer, spec or f"hf:{path}", batch_size=batch_size,
-                   engine=engine)
+                   engine=engine, prefix_cache_bytes=prefix_cache_bytes)
 
     def render(self, conv, prefix: str | None = None) -> str:
         """The prompt text the model sees: chat template, generation prompt, then the prefix."""
@@ -91,7 +97,7 @@ class HFChatModel(ChatModel):
         return self.tokenizer(self.render(conv, prefix), add_special_tokens=False).input_ids
 
     def _engine(self) -> Engine:
-        return Engine(self.model, self.tokenizer, self.batch_size, self._eos())
+        return Engine(self.model, self.tokenizer, self.batch_size, self._eos(), self.prefixes)
 
     def _eos(self) -> set:
         return set(_as_list(self.model.generation_config.eos_token_id)) | {
@@ -190,7 +196,8 @@ class HFChatModel(ChatModel):
 
     def info(self) -> dict:
         return {**super().info(), "device": self.device, "dtype": str(self.model.dtype),
-                "batch_size": self.batch_size, "engine": self.engine}
+                "batch_size": self.batch_size, "engine": self.engine,
+                "prefix_cache_bytes": self.prefixes.max_bytes}
 
 
 def _as_list(x) -> list:
