@@ -100,15 +100,17 @@ def test_openai_stream_sends_follow_ups(server):
     assert all(g.finish_reason in ("stop", "length") and g.completion_tokens for g in got.values())
 
 
-def test_the_repetition_penalty_never_discourages_stopping(tiny):
-    """Chat prompts hold the end-of-turn token; the engine must not count it as 'seen'."""
+def test_the_repetition_penalty_counts_the_prompts_end_of_turn_tokens(tiny):
+    """As transformers and vLLM do: the chat template's end-of-turn tokens are 'seen' (see the
+    engine's docstring for why the kit no longer exempts them)."""
     from lw.llm.engine import Job
 
     engine = tiny._engine()
     ids = tiny._ids([{"role": "user", "content": "Tell me more."}], None)
     eos = [t for t in engine.eos_ids if t in ids]
     assert eos, "the chat template should put an end-of-turn token in the prompt"
+    unseen = next(t for t in range(1000, 2000) if t not in ids)
     rows = []
     _, _, _, seen = engine._admit(rows, [Job(0, ids, GenerationConfig(repetition_penalty=5.0),
                                              "0")], None)
-    assert not seen[0, eos].any() and seen[0, ids[-1]]
+    assert seen[0, eos].all() and seen[0, ids[-1]] and not seen[0, unseen]

@@ -57,8 +57,9 @@ class PrefixStore:
         return sum(e.nbytes for e in self._entries.values())
 
     def clear(self) -> None:
-        """Forget everything (call after changing the model's weights)."""
+        """Forget every entry and reset the counters (call after changing the weights)."""
         self._entries.clear()
+        self.hits = self.reused_tokens = self.lookups = 0
 
     def match(self, ids: list[int]) -> tuple[int, Prefix | None]:
         """The longest stored prefix of ``ids`` (at most all but its last token, which must be
