@@ -14,6 +14,7 @@ them.
 import math
 
 from lw import scoring, text
+from lw.errors import LwError
 from lw.store import ResultStore
 
 VERSION = 1
@@ -66,6 +67,26 @@ def length_table(preds: list[dict]):
              "truncated": bool(p.get("truncated")), "repetition": p.get("repetition", 0.0),
              "status": p.get("status", "done")} for p in preds]
     return pd.DataFrame(rows)
+
+
+def paired_words(preds_by_model: dict, base: str = "base"):
+    """Words per prompt of every model beside ``base``'s (prompts in ``base``'s order).
+
+    A handful of prompts can differ tenfold in length, so a mean alone says little; the pairs
+    show whether a model wrote more on most prompts or on one. Returns (table, longer):
+    ``longer[name]`` counts the prompts where ``name`` wrote more words than ``base``.
+    """
+    import pandas as pd
+
+    words = {name: {p["id"]: p.get("words", 0) for p in preds}
+             for name, preds in preds_by_model.items()}
+    if base not in words:
+        raise LwError(f"no predictions named {base!r}; have {sorted(words)}.")
+    ids = [p["id"] for p in preds_by_model[base]]
+    table = pd.DataFrame({"required": {p["id"]: p["length"] for p in preds_by_model[base]},
+                          **words}).loc[ids]
+    longer = {name: int((table[name] > table[base]).sum()) for name in words if name != base}
+    return table, longer
 
 
 def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:

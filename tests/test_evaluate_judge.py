@@ -149,3 +149,16 @@ def test_run_model_resumes_by_spec_and_settings(tmp_path):
     assert [p["words"] for p in preds2] == [2, 2]  # another spec: another file
     _, aw = evaluate.run_model("agentwrite:fake:a b c", ROWS[:1], tmp_path, max_new_tokens=50)
     assert aw[0]["model"]["method"] == "agentwrite" and aw[0]["words"] > 0
+
+
+def test_paired_words_line_up_prompts_and_count_the_longer_ones():
+    base = [{"id": "a", "length": 2000, "words": 300}, {"id": "b", "length": 5000, "words": 900},
+            {"id": "c", "length": 3000, "words": 50}]
+    tuned = [{"id": "c", "length": 3000, "words": 60}, {"id": "a", "length": 2000, "words": 700},
+             {"id": "b", "length": 5000, "words": 100}]
+    table, longer = evaluate.paired_words({"base": base, "SFT": tuned})
+    assert list(table.index) == ["a", "b", "c"]
+    assert table.loc["a", "SFT"] == 700 and table.loc["b", "required"] == 5000
+    assert longer == {"SFT": 2}
+    with pytest.raises(LwError, match="base"):
+        evaluate.paired_words({"SFT": tuned})
