@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lw import paths, scoring, text
 from lw.errors import LwError
+from lw.store import jsonl_lines
 
 COMMIT = "3fcfdff43deceb49f7936c6bf25ad88d61df0bfa"
 URL = f"https://raw.githubusercontent.com/THUDM/LongWriter/{COMMIT}/evaluation/{{name}}"
@@ -86,12 +87,11 @@ def load(name: str) -> list[dict]:
     ``language`` ("en"/"zh") and ``bucket`` (LongBench-Write's required-length bucket)."""
     filename, n_rows, _ = FILES.get(name, (None, None, None))
     rows = []
-    for i, line in enumerate(locate(name).read_text(encoding="utf-8").splitlines()):
-        if line.strip():
-            row = json.loads(line)
-            row.update(id=f"{name}-{i:03d}", language=text.language(row["prompt"]),
-                       bucket=scoring.bucket(row["length"]))
-            rows.append(row)
+    for i, line in enumerate(jsonl_lines(locate(name))):
+        row = json.loads(line)
+        row.update(id=f"{name}-{i:03d}", language=text.language(row["prompt"]),
+                   bucket=scoring.bucket(row["length"]))
+        rows.append(row)
     if len(rows) != n_rows:
         raise LwError(f"{filename} has {len(rows)} rows, expected {n_rows}.")
     return rows

@@ -10,6 +10,8 @@ import json
 import random
 from pathlib import Path
 
+from lw.store import jsonl_lines
+
 FILE = Path(__file__).parent / "data" / "instructions_en.jsonl"
 VERSION = 2  # bump when the file changes (2: 24 instructions of 500-1,500 words added)
 
@@ -18,7 +20,7 @@ def load(min_words: int = 0, max_words: int | None = None, n: int | None = None,
          seed: int = 0) -> list[dict]:
     """Instructions whose required length is in [min_words, max_words]; ``n`` of them picked
     spread across types (round-robin over a seeded shuffle), or all when ``n`` is None."""
-    rows = [json.loads(line) for line in FILE.read_text(encoding="utf-8").splitlines() if line]
+    rows = [json.loads(line) for line in jsonl_lines(FILE)]
     rows = [r for r in rows if r["length"] >= min_words and
             (max_words is None or r["length"] <= max_words)]
     if n is None or n >= len(rows):

@@ -113,6 +113,14 @@ class ResultStore:
             return f.read(1) == b"\n"
 
 
+def jsonl_lines(path: str | os.PathLike) -> list[str]:
+    """The non-empty lines of a JSONL file. Only "\n" ends a line: ``str.splitlines`` also
+    splits at U+2028, U+0085 and other separators that JSON keeps raw inside strings (models
+    write them), which cut a record in two."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [line for line in text.split("\n") if line.strip()]
+
+
 def keyed_path(folder: str | os.PathLike, name: str, **identity) -> Path:
     """``folder/<name>-<hash>.jsonl``, the hash taken over ``identity`` (model, settings ...).
 

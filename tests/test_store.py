@@ -113,3 +113,22 @@ def test_keyed_path_changes_when_a_local_checkpoint_is_retrained(tmp_path):
     assert first != keyed_path(tmp_path, "preds", model=spec, temperature=0.5)
     # Hub ids and servers are keyed by their spec alone, as before.
     assert keyed_path(tmp_path, "p", model="hf:org/name") == keyed_path(tmp_path, "p", model="hf:org/name")
+
+
+def test_jsonl_readers_keep_records_whose_text_holds_unicode_line_separators(tmp_path):
+    """Models write U+2028 and U+0085; json.dumps(ensure_ascii=False) keeps them raw, and
+    str.splitlines would cut such a record in two (a 05 run failed on one)."""
+    import lw
+
+    convs = [{"messages": [{"role": "user", "content": "Write."},
+                           {"role": "assistant", "content": "One\u2028two\x85three\u2029."}]},
+             {"messages": [{"role": "user", "content": "Again."},
+                           {"role": "assistant", "content": "Plain."}]}]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in convs),
+                    encoding="utf-8")
+    assert lw.sft.load_conversations(path) == convs
+    instr = tmp_path / "instructions.jsonl"
+    instr.write_text(json.dumps({"prompt": "Write 900 words\u2028on tides."}, ensure_ascii=False)
+                     + "\n", encoding="utf-8")
+    assert [r["prompt"] for r in lw.data.instructions(str(instr))] == ["Write 900 words\u2028on tides."]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lw import text
 from lw.errors import LwError
+from lw.store import jsonl_lines
 
 HERE = Path(__file__).parent
 SHORT_PROMPTS = HERE / "short_prompts_en.jsonl"
@@ -85,7 +86,7 @@ def instructions(source: str = "kit", n: int | None = None, min_words: int = 0,
         if not path.is_file():
             raise LwError(f"instruction source {source!r} is neither 'kit', hub:<id> nor a file.")
         rows = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        for i, line in enumerate(jsonl_lines(path)):
             if line.strip():
                 r = json.loads(line)
                 prompt = r.get("prompt") or r.get("instruction")
@@ -227,5 +228,4 @@ def card(result: BuildResult, name: str, source: dict) -> str:
 
 def short_prompts() -> list[dict]:
     """The kit's short general prompts (``{"id", "prompt"}``), for ``short_answers``."""
-    return [json.loads(line) for line in SHORT_PROMPTS.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    return [json.loads(line) for line in jsonl_lines(SHORT_PROMPTS)]

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 from lw.errors import LwError
+from lw.store import jsonl_lines
 
 
 def load(source, limit: int | None = None) -> list[dict]:
@@ -34,8 +35,7 @@ def load(source, limit: int | None = None) -> list[dict]:
 
         rows = list(load_from_disk(str(path)))
     elif path.is_file():
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+        rows = [json.loads(line) for line in jsonl_lines(path)]
     else:
         raise LwError(f"training data {source} not found: pass a JSONL of {{'messages': [...]}}, "
                       "a saved datasets folder or hub:<id> (notebook 04 builds the kit's data).")
