@@ -56,7 +56,7 @@ class Job:
 class _Row:
     job: Job
     start: float
-    generator: object
+    seed: int
     new: list[int] = field(default_factory=list)
 
 
@@ -155,7 +155,7 @@ class Engine:
             seen.scatter_(1, ids.clamp(max=logits.shape[-1] - 1), True)
             mask = torch.ones(len(group), length, dtype=torch.long, device=self.device)
             parts.append((cache, mask, logits, seen))
-            rows.extend(_Row(j, now, _generator(j, self.device)) for j in group)
+            rows.extend(_Row(j, now, row_seed(j)) for j in group)
         return parts[0] if len(parts) == 1 else _merge(self.model.config, parts)
 
     def _store(self, row: _Row, i: int, state) -> None:
@@ -191,34 +191,7 @@ class Engine:
     def _sample(self, rows, state):
         """One token per row from its logits (repetition penalty, temperature, top-p)."""
         _, _, logits, seen = state
-        cfgs = [r.job.config for r in rows]
-        penalty = torch.tensor([c.repetition_penalty for c in cfgs], device=logits.device)[:, None]
-        if (penalty != 1).any():  # as in CTRL (Keskar et al. 2019): shrink scores of seen tokens
-            logits = torch.where(seen, torch.where(logits > 0, logits / penalty,
-                                                   logits * penalty), logits)
-        for k, (row, c) in enumerate(zip(rows, cfgs, strict=True)):
-            if len(row.new) < c.min_new_tokens:
-                logits[k, self.eos_ids] = float("-inf")
-        tokens = logits.argmax(-1)
-        hot = [k for k, c in enumerate(cfgs) if c.temperature > 0]
-        if hot:
-            temp = torch.tensor([cfgs[k].temperature for k in hot], device=logits.device)
-            probs = torch.softmax(logits[hot] / temp[:, None], -1)
-            top_p = torch.tensor([cfgs[k].top_p for k in hot], device=logits.device)[:, None]
-            if (top_p < 1).any():  # nucleus: keep the smallest set reaching top_p
-                sorted_p, order = probs.sort(-1, descending=True)
-                drop = sorted_p.cumsum(-1) - sorted_p >= top_p
-                sorted_p = sorted_p.masked_fill(drop, 0)
-                probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-            # Inverse-CDF draw, one uniform per row from the row's own generator: the same
-            # distribution as torch.multinomial, which took ~4 ms a row on a 49k vocabulary.
-            cdf = probs.cumsum(-1)
-            u = torch.cat([torch.rand(1, generator=rows[k].generator, device=probs.device)
-                           for k in hot])[:, None] * cdf[:, -1:]
-            drawn = torch.searchsorted(cdf, u, right=True).clamp(max=probs.shape[-1] - 1)[:, 0]
-            tokens[hot] = drawn
-        seen[torch.arange(len(rows), device=seen.device), tokens] = True
-        return tokens
+        return sample(logits, seen, rows, self.eos_ids)
 
     def _advance(self, rows, tokens) -> dict[int, Generation]:
         """Append each row's token; the rows that ended, with their replies."""
@@ -322,10 +295,89 @@ def _left_pad(x, total: int, dim: int = -2):
     return torch.cat([torch.zeros(shape, dtype=x.dtype, device=x.device), x], dim=dim)
 
 
-def _generator(job: Job, device):
-    """A random generator for one reply: the call's seed mixed with the reply's key."""
+def row_seed(job: Job) -> int:
+    """The seed of one reply's draws: the call's seed mixed with the reply's name, so a reply
+    samples the same whatever its batch mates."""
     seed = job.config.seed
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)))
     digest = hashlib.sha256(f"{seed}/{job.name}".encode()).digest()
-    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def sample(logits, seen, rows, eos_ids, index=None):
+    """One token per row (repetition penalty, temperature, top-p), in a fixed number of
+    kernels whatever the batch: on a GPU a decode step is bound by launches, and the earlier
+    per-row draws (one generator call per row) cost as much as the model's step at batch 64.
+
+    Args:
+        logits: ``[n, vocab]`` float logits of ``rows``, in order.
+        seen: ``[N, vocab]`` bool, the tokens each row has seen; row k's is ``seen[index[k]]``
+            (``index`` None: ``seen[k]``). The drawn tokens are marked in it.
+        rows: objects with ``.job.config``, ``.seed`` and ``.new`` (the tokens so far).
+        eos_ids: tokens a reply may not end with before its ``min_new_tokens``.
+    Returns:
+        ``[n]`` long tensor of tokens on the logits' device.
+    """
+    device = logits.device
+    cfgs = [r.job.config for r in rows]
+    where = slice(None) if index is None else index
+    penalties = [c.repetition_penalty for c in cfgs]
+    if any(p != 1 for p in penalties):  # as in CTRL (Keskar et al. 2019): shrink seen scores
+        penalty = torch.tensor(penalties, device=device)[:, None]
+        logits = torch.where(seen[where], torch.where(logits > 0, logits / penalty,
+                                                      logits * penalty), logits)
+    short = [len(r.new) < c.min_new_tokens for r, c in zip(rows, cfgs, strict=True)]
+    if any(short):
+        blocked = torch.tensor(short, device=device)[:, None]
+        eos = torch.tensor(eos_ids, device=device)
+        logits[:, eos] = torch.where(blocked, float("-inf"), logits[:, eos])
+    tokens = logits.argmax(-1)
+    temps = [c.temperature for c in cfgs]
+    if any(t > 0 for t in temps):
+        hot = torch.tensor([t > 0 for t in temps], device=device)
+        temp = torch.tensor([t if t > 0 else 1.0 for t in temps], device=device)[:, None]
+        probs = torch.softmax(logits / temp, -1)
+        top_ps = [c.top_p for c in cfgs]
+        if any(p < 1 for p in top_ps):  # nucleus: keep the smallest set reaching top_p
+            top_p = torch.tensor(top_ps, device=device)[:, None]
+            sorted_p, order = probs.sort(-1, descending=True)
+            drop = sorted_p.cumsum(-1) - sorted_p >= top_p
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0))
+        # Inverse-CDF draw with one uniform per row from a counter-based generator (the row's
+        # seed and its token count): the same distribution as torch.multinomial, which took
+        # ~4 ms a row on a 49k vocabulary, and the same draws on every device and batch.
+        cdf = probs.cumsum(-1)
+        seeds = torch.tensor([r.seed for r in rows], device=device)
+        counts = torch.tensor([len(r.new) for r in rows], device=device)
+        u = (uniforms(seeds, counts) * cdf[:, -1].double()).to(cdf.dtype)[:, None]
+        drawn = torch.searchsorted(cdf, u, right=True).clamp(max=probs.shape[-1] - 1)[:, 0]
+        tokens = torch.where(hot, drawn, tokens)
+    if index is None:
+        seen[torch.arange(len(rows), device=device), tokens] = True
+    else:
+        seen[index, tokens] = True
+    return tokens
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+_GOLDEN, _MIX1, _MIX2 = map(_signed, (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9,
+                                      0x94D049BB133111EB))
+
+
+def uniforms(seeds, counts):
+    """Uniform floats in [0, 1) from int64 ``seeds`` and ``counts``: SplitMix64 (Steele, Lea
+    and Flood 2014) of seed + (count + 1) * golden ratio. int64 arithmetic wraps like uint64;
+    right shifts are masked to act as logical ones."""
+    x = seeds + (counts + 1) * _GOLDEN
+    x = (x ^ _lsr(x, 30)) * _MIX1
+    x = (x ^ _lsr(x, 27)) * _MIX2
+    x = x ^ _lsr(x, 31)
+    return _lsr(x, 11).double() / float(1 << 53)
+
+
+def _lsr(x, k: int):
+    return (x >> k) & ((1 << (64 - k)) - 1)

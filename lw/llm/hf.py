@@ -42,13 +42,15 @@ class HFChatModel(ChatModel):
         batch_size: conversations decoding at once.
         engine: "continuous" (the kit's continuous batching) or "hf" (transformers' generate).
         prefix_cache_bytes: memory for reusable prompt caches (continuous engine only).
+        cuda_graphs: decode with a static cache and CUDA graphs (``lw.llm.slots``); None: on
+            wherever the model is on CUDA and the continuous engine runs it.
     """
 
     supports_prefix = True
 
     def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
                  config: GenerationConfig | None = None, engine: str = "continuous",
-                 prefix_cache_bytes: int = 1 << 30):
+                 prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None):
         super().__init__(spec, config)
         if engine not in ("continuous", "hf"):
             raise LwError(f"engine must be 'continuous' or 'hf', got {engine!r}.")
@@ -60,11 +62,20 @@ class HFChatModel(ChatModel):
         self.device = str(next(model.parameters()).device)
         self.engine = engine if engine == "hf" or supported(model) else "hf"
         self.prefixes = PrefixStore(prefix_cache_bytes)
+        on_cuda = self.device.startswith("cuda")
+        if cuda_graphs and not (on_cuda and self.engine == "continuous"):
+            raise LwError(f"cuda_graphs=True needs the continuous engine on a CUDA device; this "
+                          f"model runs engine={self.engine!r} on {self.device}. Leave "
+                          "cuda_graphs unset (it turns on by itself on a GPU).")
+        self.cuda_graphs = on_cuda and self.engine == "continuous" if cuda_graphs is None \
+            else cuda_graphs
+        self._slots = None  # the static-cache engine, kept: its buffers and graphs are reused
 
     @classmethod
     def from_pretrained(cls, path: str, spec: str | None = None, device: str | None = None,
                         dtype=None, batch_size: int = 8, engine: str = "continuous",
-                        prefix_cache_bytes: int = 1 << 30, **kwargs) -> "HFChatModel":
+                        prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
+                        **kwargs) -> "HFChatModel":
         """Load a folder or hub id. Offline, a model missing from the local cache is a clear error."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -81,7 +92,7 @@ class HFChatModel(ChatModel):
             )
             raise LwError(f"cannot load model '{path}': {hint}. ({exc})") from exc
         return cls(model.to(device), tokenizer, spec or f"hf:{path}", batch_size=batch_size,
-                   engine=engine, prefix_cache_bytes=prefix_cache_bytes)
+                   engine=engine, prefix_cache_bytes=prefix_cache_bytes, cuda_graphs=cuda_graphs)
 
     def render(self, conv, prefix: str | None = None) -> str:
         """The prompt text the model sees: chat template, generation prompt, then the prefix."""
@@ -97,7 +108,15 @@ class HFChatModel(ChatModel):
         return self.tokenizer(self.render(conv, prefix), add_special_tokens=False).input_ids
 
     def _engine(self) -> Engine:
-        return Engine(self.model, self.tokenizer, self.batch_size, self._eos(), self.prefixes)
+        if not self.cuda_graphs:
+            return Engine(self.model, self.tokenizer, self.batch_size, self._eos(), self.prefixes)
+        from lw.llm.slots import SlotEngine
+
+        if self._slots is None or self._slots.batch_size != max(1, self.batch_size):
+            self._slots = None  # free the old buffers before allocating new ones
+            self._slots = SlotEngine(self.model, self.tokenizer, self.batch_size, self._eos(),
+                                     self.prefixes, graphs=True)
+        return self._slots
 
     def _eos(self) -> set:
         return set(_as_list(self.model.generation_config.eos_token_id)) | {
@@ -197,7 +216,7 @@ class HFChatModel(ChatModel):
     def info(self) -> dict:
         return {**super().info(), "device": self.device, "dtype": str(self.model.dtype),
                 "batch_size": self.batch_size, "engine": self.engine,
-                "prefix_cache_bytes": self.prefixes.max_bytes}
+                "prefix_cache_bytes": self.prefixes.max_bytes, "cuda_graphs": self.cuda_graphs}
 
 
 def _as_list(x) -> list:
