@@ -6,15 +6,18 @@ Specs:
     hf:<id or path>       any transformers causal LM, e.g. a checkpoint the kit trained
     openai:<model>        any OpenAI-compatible server; base_url/api_key options, else
                           $OPENAI_BASE_URL / $OPENAI_API_KEY
-    vllm:<id or path>     in-process vLLM (GPU extra: ``pip install 'lw[gpu]'``)
+    vllm:<id or path>     vLLM on a server the kit starts on 127.0.0.1 and stops with
+                          ``model.close()`` (GPU extra: ``pip install 'lw[gpu]'``); see
+                          ``lw.llm.vllm_backend``; ``server=False``: in-process vLLM
     fake:<reply>          a scripted model that always answers <reply> (for trying things out)
 
     model = lw.llm.load("smollm2-135m", batch_size=8)
     model.generate(["Write a haiku about tides."], max_new_tokens=48, temperature=0.7)
 
 Options go to the backend (batch_size, device, dtype; base_url, api_key, concurrency,
-max_retries; vLLM engine arguments) except generation settings (max_new_tokens, temperature,
-top_p, repetition_penalty, seed, stop, min_new_tokens), which become the model's defaults.
+max_retries; for vllm:, start_timeout and vLLM engine arguments, passed as flags) except
+generation settings (max_new_tokens, temperature, top_p, repetition_penalty, seed, stop,
+min_new_tokens), which become the model's defaults.
 """
 
 from dataclasses import fields
@@ -61,9 +64,9 @@ def load(spec: str, **options) -> ChatModel:
 
         model = OpenAIChatModel(rest, spec=spec, **options)
     elif kind == "vllm" and rest:
-        from lw.llm.vllm_backend import VLLMChatModel
+        from lw.llm.vllm_backend import load_vllm
 
-        model = VLLMChatModel(rest, spec=spec, **options)
+        model = load_vllm(rest, spec=spec, **options)
     elif kind == "fake":
         from lw.llm.fake import ScriptedChatModel
 
