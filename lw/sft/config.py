@@ -15,9 +15,16 @@ A recipe names the base model, the data and the settings of one stage (``sft`` o
     recipe = load_recipe("recipes/smollm2-135m/sft/config_full_cpu.yaml", learning_rate=1e-4)
 
 ``SFTConfig`` subclasses ``transformers.TrainingArguments`` and adds only the long-output
-settings; the DPO stage uses TRL's ``DPOConfig`` unchanged. Overrides are applied to ``train``
-fields by name (or to top-level keys), so a notebook or command line changes one value without
-editing the file.
+settings; the DPO stage's config subclasses TRL's ``DPOConfig`` and adds only the precision
+fields. Overrides are applied to ``train`` fields by name (or to top-level keys), so a notebook
+or command line changes one value without editing the file.
+
+Precision (both stages, ``lw.sft.precision``): ``bf16: true`` trains fp32 weights and optimizer
+state with bf16 compute (autocast); ``weights_dtype: bfloat16`` asks for pure-bf16 weights (with
+a warning: small updates are lost); ``save_dtype`` (``auto``, ``float32``, ``bfloat16``,
+``float16``) names the dtype of the saved model, ``auto`` being bf16 when the recipe computes in
+bf16, else fp32. Packing (SFT): ``packed_attention`` picks the kernel that keeps packed
+conversations apart (``lw.sft.attention``; ``auto`` by device).
 """
 
 from dataclasses import dataclass, field, fields
@@ -29,6 +36,14 @@ from lw.errors import LwError
 
 STAGES = ("sft", "dpo")
 WEIGHTINGS = ("token", "sequence")
+WEIGHTS_DTYPES = ("float32", "bfloat16")
+SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+PACKED_ATTENTION = ("auto", "flash", "varlen", "flex", "segments", "mask")
+WEIGHTS_HELP = ("dtype of the trained weights and optimizer state: 'float32' (default; with bf16: "
+                "true the compute is bf16 by autocast) or 'bfloat16' (pure bf16: AdamW then loses "
+                "updates smaller than half a bf16 step, most of them at lr 1e-5)")
+SAVE_HELP = ("dtype of the saved model: 'auto' (bf16 when the recipe computes in bf16, else fp32), "
+             "'float32', 'bfloat16' or 'float16'")
 
 
 @dataclass
@@ -43,6 +58,11 @@ class SFTConfig(TrainingArguments):
     loss_weighting: str = field(default="token", metadata={
         "help": "'token': mean over all target tokens of the batch (LongWriter, sec. 4.1); "
                 "'sequence': mean per conversation first, then over conversations (LongAlign)"})
+    packed_attention: str = field(default="auto", metadata={
+        "help": "what isolates packed conversations: 'auto' (by device, lw.sft.attention), "
+                "'flash', 'varlen', 'flex', 'segments' or 'mask'"})
+    weights_dtype: str = field(default="float32", metadata={"help": WEIGHTS_HELP})
+    save_dtype: str = field(default="auto", metadata={"help": SAVE_HELP})
     remove_unused_columns: bool = False  # the kit's collator builds its own columns
     average_tokens_across_devices: bool = False  # each process normalises its own loss
     report_to: str | list[str] = "none"
@@ -56,6 +76,18 @@ class SFTConfig(TrainingArguments):
                           f"{self.loss_weighting!r}.")
         if self.max_length < 16:
             raise LwError(f"max_length {self.max_length} is too small to hold a conversation.")
+        if self.packed_attention not in PACKED_ATTENTION:
+            raise LwError(f"packed_attention must be one of {PACKED_ATTENTION}, got "
+                          f"{self.packed_attention!r}.")
+        check_precision(self)
+
+
+def check_precision(args) -> None:
+    """Refuse precision fields that name no dtype the kit knows."""
+    if args.weights_dtype not in WEIGHTS_DTYPES:
+        raise LwError(f"weights_dtype must be one of {WEIGHTS_DTYPES}, got {args.weights_dtype!r}.")
+    if args.save_dtype not in SAVE_DTYPES:
+        raise LwError(f"save_dtype must be one of {SAVE_DTYPES}, got {args.save_dtype!r}.")
 
 
 @dataclass
@@ -139,9 +171,10 @@ def _cuda() -> bool:
 
 
 def _dpo_config():
-    from trl import DPOConfig
+    """TRL's DPOConfig plus the kit's precision fields (imported on first use: TRL is slow)."""
+    from lw.sft.dpo_config import LwDPOConfig
 
-    return DPOConfig
+    return LwDPOConfig
 
 
 def _known(section: dict, known: set, name: str, source) -> None:

@@ -11,6 +11,7 @@ combined with the length score, and takes the best as chosen and another as reje
 
 Sampling and judging are resumable (files named by model and settings); ``train_dpo`` skips a
 finished run with the same recipe and pairs, and resumes an interrupted one from a checkpoint.
+Precision as in SFT (``lw.sft.precision``): fp32 weights with bf16 autocast where ``bf16: true``.
 """
 
 from pathlib import Path
@@ -102,6 +103,7 @@ def train_dpo(recipe, pairs: list[dict], progress: bool = True, force: bool = Fa
     from datasets import Dataset
     from trl import DPOTrainer
 
+    from lw.sft import precision
     from lw.sft.config import Recipe, load_recipe
     from lw.sft.train import _last_checkpoint, _runtime, fingerprint, finished, load_model, save
 
@@ -119,11 +121,14 @@ def train_dpo(recipe, pairs: list[dict], progress: bool = True, force: bool = Fa
     key = fingerprint(recipe, clean)
     if (done := finished(args.output_dir, key)) and not force:
         return done
-    tokenizer, model = load_model(recipe.model, args, recipe.lora)
+    plan = precision.plan(args)  # fp32 weights, bf16 autocast where bf16: true
+    tokenizer, model = load_model(recipe.model, args, recipe.lora, plan)
+    # The reference model (built by TRL in the policy's dtype) is never updated.
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(clean),
                          processing_class=tokenizer)
     checkpoint = _last_checkpoint(Path(args.output_dir), key)
     trainer.train(resume_from_checkpoint=checkpoint)
     stats = {"pairs": len(clean), "beta": args.beta, "lora": recipe.lora is not None,
-             "resumed_from": checkpoint, "train_seconds": _runtime(trainer.state.log_history)}
-    return save(trainer, tokenizer, recipe, key, stats)
+             **plan.stats(), "resumed_from": checkpoint,
+             "train_seconds": _runtime(trainer.state.log_history)}
+    return save(trainer, tokenizer, recipe, key, stats, plan)

@@ -13,8 +13,12 @@ the within-conversation work. Registered with transformers' attention interface 
 
 The collator (``isolate="segments"``) continues the last conversation's positions over the row's
 padding, so padding joins the last segment instead of making one segment per pad token; being
-after it, padding never changes its outputs.
+after it, padding never changes its outputs. The cuts are found once per forward pass (one host
+sync), not once per layer: ``per_forward`` keeps what was computed from the pass's
+``position_ids`` tensor, which every layer receives as the same object.
 """
+
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +42,7 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
     if groups > 1:  # grouped-query attention: share each key/value head
         key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
     rows = []
-    for b in range(query.shape[0]):
-        starts = (position_ids[b] == 0).nonzero().flatten().tolist()
-        if not starts or starts[0] != 0:
-            raise LwError("position_ids of a packed row must start at 0.")
+    for b, starts in enumerate(per_forward("segments", position_ids, _row_starts)):
         bounds = zip(starts, starts[1:] + [query.shape[2]], strict=True)
         rows.append(torch.cat([
             F.scaled_dot_product_attention(query[b:b + 1, :, s:e], key[b:b + 1, :, s:e],
@@ -49,6 +50,31 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
                                            dropout_p=dropout if module.training else 0.0)
             for s, e in bounds], dim=2))
     return torch.cat(rows).transpose(1, 2).contiguous(), None
+
+
+def _row_starts(position_ids) -> list[list[int]]:
+    """Where each packed conversation of each row starts (one host sync)."""
+    starts = [[] for _ in range(position_ids.shape[0])]
+    for b, t in (position_ids == 0).nonzero().tolist():
+        starts[b].append(t)
+    if any(not row or row[0] != 0 for row in starts):
+        raise LwError("position_ids of a packed row must start at 0.")
+    return starts
+
+
+_PER_FORWARD: dict = {}
+
+
+def per_forward(kind: str, position_ids, compute):
+    """``compute(position_ids)``, computed once per forward pass: every layer gets the pass's
+    ``position_ids`` as the same tensor object, held here by a weak reference (a new pass's
+    tensor, even one at a reused address, never matches a dead reference)."""
+    held = _PER_FORWARD.get(kind)
+    if held is not None and held[0]() is position_ids:
+        return held[1]
+    value = compute(position_ids)
+    _PER_FORWARD[kind] = (weakref.ref(position_ids), value)
+    return value
 
 
 def _no_mask(*args, **kwargs):

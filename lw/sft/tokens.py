@@ -11,10 +11,10 @@ prefix really is a prefix of the whole (a template that rewrites earlier turns i
 Packing follows MACHINE-NOTES: restarted ``position_ids`` alone do *not* isolate packed
 conversations under sdpa/eager attention on CPU. The collator can add a 4D block-diagonal causal
 mask ``[batch, 1, L, L]`` (``isolate="mask"``), or leave the boundaries in ``position_ids`` for
-attention that reads them: flash-attention's varlen kernels (``"position_ids"``) or
-``lw.sft.segments`` (``"segments"``, what training uses without flash-attention: bench_packing
-measured 247.5 against 183.6 useful tokens/s for the mask on 2 CPU cores). Either way a
-conversation's logits are the same alone and packed.
+attention that reads them: varlen or flex kernels (``"position_ids"``, ``lw.sft.attention``) or
+``lw.sft.segments`` (``"segments"``, what training uses on CPU: bench_packing measured 247.5
+against 183.6 useful tokens/s for the mask on 2 CPU cores). Either way a conversation's logits
+are the same alone and packed.
 """
 
 from dataclasses import dataclass, field
@@ -143,9 +143,11 @@ class Collator:
     loss weighting) and ``attention_mask``: 2D when no row holds more than one conversation,
     else a 4D block-diagonal causal mask with 0 where attention is allowed and the dtype's
     minimum elsewhere. With ``isolate="position_ids"`` (flash-attention kernels on GPU, which
-    read conversation boundaries from restarting ``position_ids``) the mask is left out: a 4D mask
-    of a 32k-token row would take 4 GB. ``isolate="segments"`` (``lw.sft.segments``, any device)
-    leaves it out too and continues the last conversation's positions over the padding.
+    read conversation boundaries from restarting ``position_ids``; also the kit's varlen and flex
+    paths, ``lw.sft.attention``) the mask is left out: a 4D mask of a 32k-token row would take
+    4 GB. ``isolate="segments"`` (``lw.sft.segments``, any device) leaves it out too. Both continue
+    the last conversation's positions over the padding, so padding joins the last conversation
+    (after it, so never changing its outputs) instead of making one conversation per pad token.
     """
 
     def __init__(self, pad_id: int, mask_dtype=None, isolate: str = "mask"):
@@ -175,7 +177,7 @@ class Collator:
                 position_ids[b, span] = torch.arange(len(ex))
                 seq_ids[b, span] = seq
                 seq, at = seq + 1, at + len(ex)
-            if self.isolate == "segments" and row and at < width:  # padding extends the last one
+            if self.isolate != "mask" and row and at < width:  # padding extends the last one
                 last = len(row[-1])
                 position_ids[b, at:] = torch.arange(last, last + width - at)
         batch = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids,

@@ -7,6 +7,11 @@
 The same entry runs on many GPUs: ``accelerate launch --config_file
 recipes/accelerate_configs/deepspeed_zero3.yaml -m lw.sft <recipe>``. A finished run (same
 recipe, same data) is not redone; an interrupted one resumes from its last checkpoint.
+
+Weights and optimizer state are fp32 with bf16 compute where the recipe says ``bf16: true``
+(``lw.sft.precision``); packed rows are isolated by the kernel ``lw.sft.attention`` picks. The
+stats in ``<output_dir>/final/lw_train.json`` record both (``weights_dtype``, ``compute``,
+``save_dtype``, ``saved_dtype``, ``packed_attention``).
 """
 
 import hashlib
@@ -16,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lw.errors import LwError
+from lw.sft import attention, precision
 from lw.sft.config import Recipe, load_recipe
 from lw.sft.tokens import IGNORE, Collator, pack, tokenize
 
@@ -46,7 +52,8 @@ def weighted_loss(logits, labels, seq_ids, weighting: str = "token"):
         raise LwError(f"weighting must be 'token' or 'sequence', got {weighting!r}.")
     ids = seq_ids.reshape(-1)[target]
     _, inverse = torch.unique(ids, return_inverse=True)
-    sums = torch.zeros(int(inverse.max()) + 1, dtype=per_token.dtype).index_add_(
+    sums = torch.zeros(int(inverse.max()) + 1, dtype=per_token.dtype,
+                       device=per_token.device).index_add_(
         0, inverse, per_token[target])
     counts = torch.bincount(inverse).to(per_token.dtype)
     return (sums / counts).mean()
@@ -101,20 +108,19 @@ def model_path(spec: str) -> str:
                   "tiny-random or hf:<id or folder>), not an API or vLLM server.")
 
 
-def load_model(spec: str, recipe_train, lora=None):
-    """Tokenizer and model for training (bf16 where the config asks for it, else fp32)."""
-    import torch
+def load_model(spec: str, recipe_train, lora=None, plan: precision.Precision | None = None):
+    """Tokenizer and model for training, its weights in the dtype ``plan`` names (default
+    ``precision.plan(recipe_train)``: fp32 unless the recipe asks for bf16 weights by name), with
+    SDPA attention (``lw.sft.attention.setup`` switches packed training to its kernel)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    plan = plan or precision.plan(recipe_train)
     path = model_path(spec)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if getattr(recipe_train, "bf16", False) else torch.float32
-    # On GPU with flash-attn installed, packed rows are isolated by restarting position_ids
-    # (varlen kernels); elsewhere sdpa with the collator's 4D block mask (MACHINE-NOTES).
-    attn = "flash_attention_2" if _flash_attn() else "sdpa"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=plan.torch_weights,
+                                                 attn_implementation="sdpa")
     if lora is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -124,12 +130,11 @@ def load_model(spec: str, recipe_train, lora=None):
     return tokenizer, model
 
 
-def _flash_attn() -> bool:
-    import importlib.util
-
+def train_device(args) -> str:
+    """"cuda" or "cpu": where the Trainer will put the model."""
     import torch
 
-    return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    return "cuda" if torch.cuda.is_available() and not getattr(args, "use_cpu", False) else "cpu"
 
 
 def fingerprint(recipe: Recipe, conversations: list) -> str:
@@ -137,6 +142,14 @@ def fingerprint(recipe: Recipe, conversations: list) -> str:
     args = recipe.train.to_dict()
     for volatile in ("output_dir", "logging_dir", "run_name"):
         args.pop(volatile, None)
+    # Fields added later are left out at their defaults, so a finished fp32 run still matches;
+    # a bf16 run now trains fp32 weights, so one finished before that is done again.
+    for name, default in (("packed_attention", "auto"), ("weights_dtype", "float32"),
+                          ("save_dtype", "auto")):
+        if args.get(name) == default:
+            args.pop(name)
+    if args.get("bf16") and "weights_dtype" not in args:
+        args["precision"] = "fp32 weights, bf16 autocast"
     blob = json.dumps({"model": recipe.model, "lora": recipe.lora and asdict(recipe.lora),
                        "train": args, "data": conversations}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -167,32 +180,35 @@ def train(recipe, data=None, progress: bool = True, force: bool = False, **overr
         return done
     out = Path(args.output_dir)
 
-    tokenizer, model = load_model(recipe.model, args, recipe.lora)
+    plan = precision.plan(args)
+    tokenizer, model = load_model(recipe.model, args, recipe.lora, plan)
     examples, tstats = tokenize(convs, tokenizer, args.max_length, args.overflow)
     if not examples:
         raise LwError(f"no training example left of {tstats.conversations} conversations "
                       f"({tstats.dropped_too_long} longer than max_length {args.max_length}): "
                       "raise max_length or use overflow='truncate'.")
     rows = pack(examples, args.max_length) if args.packing else [[ex] for ex in examples]
-    flash = str(getattr(model.config, "_attn_implementation", "")).startswith("flash")
-    isolate = "position_ids" if flash else "segments"
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if args.packing and not flash:  # one causal attention per packed conversation, no 4D mask
-        from lw.sft import segments
-
-        base.set_attn_implementation(segments.register())
+    path, isolate = None, "mask"  # unpacked rows: sdpa with a 2D padding mask
+    if args.packing:
+        path = attention.choose(args.packed_attention, train_device(args),
+                                half=plan.compute.startswith(("bf16", "fp16")))
+        isolate = attention.setup(model, path)
+    elif args.packed_attention != "auto":
+        warnings.warn(f"packed_attention {args.packed_attention!r} is not used: packing is off.",
+                      stacklevel=2)
     trainer = _trainer_class()(model=model, args=args, train_dataset=rows,
                                data_collator=Collator(tokenizer.pad_token_id, isolate=isolate),
                                processing_class=tokenizer)
     checkpoint = _last_checkpoint(out, key)
     trainer.train(resume_from_checkpoint=checkpoint)
-    if not flash:
-        base.set_attn_implementation("sdpa")  # generation with a cache needs ordinary attention
+    if path:
+        attention.restore(model, path)  # generation with a cache needs ordinary attention
     stats = {**{k: v for k, v in asdict(tstats).items() if k != "lengths"},
-             "rows": len(rows), "packing": args.packing, "max_length": args.max_length,
-             "loss_weighting": args.loss_weighting, "lora": recipe.lora is not None,
-             "resumed_from": checkpoint, "train_seconds": _runtime(trainer.state.log_history)}
-    return save(trainer, tokenizer, recipe, key, stats)
+             "rows": len(rows), "packing": args.packing, "packed_attention": path,
+             "max_length": args.max_length, "loss_weighting": args.loss_weighting,
+             "lora": recipe.lora is not None, **plan.stats(), "resumed_from": checkpoint,
+             "train_seconds": _runtime(trainer.state.log_history)}
+    return save(trainer, tokenizer, recipe, key, stats, plan)
 
 
 def finished(output_dir, key: str) -> TrainResult | None:
@@ -207,11 +223,15 @@ def finished(output_dir, key: str) -> TrainResult | None:
     return TrainResult(out / "final", out, saved["stats"], saved["log_history"], skipped=True)
 
 
-def save(trainer, tokenizer, recipe: Recipe, key: str, stats: dict) -> TrainResult:
-    """Save the trained model to ``<output_dir>/final`` with ``lw_train.json`` (fingerprint,
-    recipe, stats, loss history) and return the result."""
+def save(trainer, tokenizer, recipe: Recipe, key: str, stats: dict,
+         plan: precision.Precision | None = None) -> TrainResult:
+    """Save the trained model to ``<output_dir>/final`` in ``plan.save``'s dtype, with
+    ``lw_train.json`` (fingerprint, recipe, stats incl. ``saved_dtype``, loss history), and
+    return the result."""
     out = Path(trainer.args.output_dir)
-    _save_final(trainer, tokenizer, out / "final")
+    plan = plan or precision.plan(trainer.args)
+    _save_final(trainer, tokenizer, out / "final", plan)
+    stats = {**plan.stats(), **stats}
     history = trainer.state.log_history
     rates = [h["learning_rate"] for h in history if "learning_rate" in h]
     if rates and not any(rates):
@@ -219,6 +239,7 @@ def save(trainer, tokenizer, recipe: Recipe, key: str, stats: dict) -> TrainResu
                       "change: the run is shorter than its warmup/decay. Use more data or epochs, "
                       "or lr_scheduler_type constant with warmup_steps 0.", stacklevel=2)
     if trainer.is_world_process_zero():
+        stats["saved_dtype"] = precision.saved_dtype(out / "final")
         (out / "final" / "lw_train.json").write_text(json.dumps(
             {"fingerprint": key, "recipe": recipe.source, "model": recipe.model, "stats": stats,
              "log_history": history}, indent=1, default=str))
@@ -251,13 +272,18 @@ def _runtime(history: list) -> float | None:
     return next((h["train_runtime"] for h in history if "train_runtime" in h), None)
 
 
-def _save_final(trainer, tokenizer, final: Path) -> None:
+def _save_final(trainer, tokenizer, final: Path, plan: precision.Precision) -> None:
     model = trainer.model
     if hasattr(model, "merge_and_unload"):  # LoRA: keep the adapters, save the merged model
         trainer.save_model(str(final.parent / "adapter"))
         merged = model.merge_and_unload()
+        precision.cast_for_save(merged, plan)
         if trainer.is_world_process_zero():
             merged.save_pretrained(final, safe_serialization=True)
             tokenizer.save_pretrained(final)
     else:  # save_model gathers ZeRO-3/FSDP shards and writes the tokenizer too
+        precision.cast_for_save(model, plan)
         trainer.save_model(str(final))
+    if plan.sharding and trainer.is_world_process_zero() and (
+            precision.saved_dtype(final) != plan.save):
+        precision.rewrite_saved(final, plan.save)  # as DeepSpeed/FSDP gathered it, in plan.save
