@@ -43,6 +43,20 @@ _SIZES = {
     "full": Size("full", "hf:Qwen/Qwen2.5-7B-Instruct", n_items=120, max_new_tokens=32768,
                  batch_size=16),
 }
+FULL_MODEL = "Qwen/Qwen2.5-7B-Instruct"
+
+
+def full_model(model: str = FULL_MODEL) -> str:
+    """The ``full`` size's generator: vLLM on a server the kit starts (``vllm:``) where vLLM
+    and CUDA are there, else the kit's own engine (``hf:``, CUDA graphs on a GPU), saying why."""
+    from lw.llm.vllm_backend import vllm_available
+
+    reason = vllm_available()
+    if reason is None:
+        return f"vllm:{model}"
+    print(f"[lw] full size without vLLM ({reason}): generating with hf:{model} on the kit's "
+          "engine instead (CUDA graphs on a GPU, ~10x slower than vLLM at long outputs).")
+    return f"hf:{model}"
 
 
 def resolve_size(size: str | None = None, **overrides) -> Size:
@@ -55,7 +69,10 @@ def resolve_size(size: str | None = None, **overrides) -> Size:
     name = size or os.environ.get("LW_SIZE") or "small"
     if name not in _SIZES:
         raise LwError(f"unknown size {name!r}: use one of {', '.join(SIZES)} (SIZE or $LW_SIZE).")
-    return replace(_SIZES[name], **{k: v for k, v in overrides.items() if v is not None})
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    if name == "full" and "model" not in chosen:
+        chosen["model"] = full_model()
+    return replace(_SIZES[name], **chosen)
 
 
 def home() -> Path:

@@ -211,6 +211,17 @@ class ChatModel(ABC):
     @abstractmethod
     def _generate(self, convs, prefixes, cfg, *, progress, errors) -> list[Generation]: ...
 
+    def close(self) -> None:
+        """Release what the model holds outside Python objects (a server process the kit
+        started, its GPU memory). Most backends hold nothing of the kind: a no-op."""
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def info(self) -> dict:
         """What a results record should say about this model (never any secret)."""
         return {"spec": self.spec, "backend": type(self).__name__}

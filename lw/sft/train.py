@@ -102,10 +102,10 @@ def model_path(spec: str) -> str:
         return str(embedded.smollm2_dir())
     if spec == "tiny-random" or spec.startswith("tiny-random:"):
         return str(embedded.tiny_random_dir(int(spec.partition(":")[2] or 0)))
-    if spec.startswith("hf:"):
-        return spec[3:]
+    if spec.startswith(("hf:", "vllm:")):  # vllm: serves the same weights (the full size's)
+        return spec.partition(":")[2]
     raise LwError(f"cannot fine-tune {spec!r}: training needs weights (smollm2-135m, "
-                  "tiny-random or hf:<id or folder>), not an API or vLLM server.")
+                  "tiny-random, hf:<id or folder> or vllm:<id or folder>), not an API.")
 
 
 def load_model(spec: str, recipe_train, lora=None, plan: precision.Precision | None = None):
