@@ -130,7 +130,7 @@ def prob_scores(model, prompt: str) -> dict[str, float]:
             out = model.model(input_ids=ids, past_key_values=past, use_cache=True)
             past = out.past_key_values
             probs = torch.softmax(out.logits[0, -1, digit_ids].float(), dim=-1)
-            scores[dim] = round(float((probs * torch.arange(1, 6)).sum()), 4)
+            scores[dim] = round(float((probs * torch.arange(1, 6, device=probs.device)).sum()), 4)
             if k + 1 < len(scoring.DIMENSIONS):
                 best = int(probs.argmax()) + 1
                 nxt = f'{best}, "{scoring.DIMENSIONS[k + 1]}": '

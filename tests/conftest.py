@@ -1,4 +1,14 @@
-"""Shared fixtures: offline hub, the tiny random model, and a real fault-injecting server."""
+"""Shared fixtures: offline hub, the tiny random model, and a real fault-injecting server.
+
+The ``tiny`` model runs where the kit would run it: on CUDA in bf16 when a GPU is present, else
+on the CPU in fp32 (``lw.llm.hf.pick_device``). Tests put their tensors on ``tiny.device``
+and compare activations with the ``tolerance(dtype)`` fixture. ``LW_TEST_DTYPE=bfloat16`` (or
+float16) loads ``tiny`` in that dtype on any device, so a CPU run shows which tolerances a GPU
+run needs. Tests that check that two ways of computing give the *same tokens* (batched vs alone,
+the engine vs transformers' generate) use ``tiny_exact``, the same weights in fp32: in bf16
+those ways round differently and the tiny model's nearly flat distribution lets that flip a
+token.
+"""
 
 import json
 import os
@@ -22,18 +32,77 @@ API_KEY_VAR = "LW_TEST_SERVER_KEY"
 API_KEY = "sk-test-" + "7f3a9c" * 4
 
 
+def _requested_dtype():
+    """The dtype ``LW_TEST_DTYPE`` asks for (a torch dtype name), or None for the kit's own."""
+    import torch
+
+    name = os.environ.get("LW_TEST_DTYPE", "").strip()
+    if not name:
+        return None
+    dtype = getattr(torch, name.removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise pytest.UsageError(f"LW_TEST_DTYPE={name!r} is not a torch floating dtype; use "
+                                "bfloat16, float16 or float32, or unset it.")
+    return dtype
+
+
+def _tolerance(dtype) -> dict:
+    """``rtol``/``atol`` for ``torch.allclose`` on activations (keys, values, logits of the tiny
+    model, magnitudes ~0.1-1) computed two ways in ``dtype``, e.g. a left-padded batch vs one
+    row alone. fp32 agrees to ~2e-7 there (``atol=1e-5`` as before); a half-precision dtype
+    rounds every op to its epsilon (bf16: 7.8e-3): kept keys/values vs a fresh prefill differed
+    by up to 2e-3 in bf16 on a CPU (5e-4 in fp16), so 4 epsilons relative and absolute, which
+    held on an H200 too (2026-11-26), and a wrong row (differences ~0.3) still fails."""
+    import torch
+
+    if dtype == torch.float32 or dtype == torch.float64:
+        return {"rtol": 1e-5, "atol": 1e-5}
+    eps = torch.finfo(dtype).eps
+    return {"rtol": 4 * eps, "atol": 4 * eps}
+
+
+@pytest.fixture(scope="session")
+def requested_dtype():
+    """The torch dtype ``LW_TEST_DTYPE`` names, or None (the kit picks: bf16 on CUDA)."""
+    return _requested_dtype()
+
+
+@pytest.fixture(scope="session")
+def tolerance():
+    """``tolerance(dtype)``: rtol/atol for comparing activations computed in ``dtype``."""
+    return _tolerance
+
+
 @pytest.fixture(scope="session")
 def tiny():
-    """The tiny random Llama on the real transformers backend."""
+    """The tiny random Llama on the real transformers backend, on the kit's default device and
+    dtype (or ``LW_TEST_DTYPE``'s)."""
     import lw
 
-    return lw.llm.load("tiny-random", batch_size=4)
+    dtype = _requested_dtype()
+    return lw.llm.load("tiny-random", batch_size=4, **({"dtype": dtype} if dtype else {}))
+
+
+@pytest.fixture(scope="session")
+def tiny_exact(tiny):
+    """The same tiny model in fp32 on the same device: for tests that compare the tokens two
+    computations produce (``tiny`` itself where it already is fp32, as on a CPU)."""
+    import torch
+
+    import lw
+
+    if tiny.model.dtype == torch.float32:
+        return tiny
+    return lw.llm.load("tiny-random", batch_size=4, device=tiny.device, dtype=torch.float32)
 
 
 @pytest.fixture
-def tiny_whole_prefill(tiny):
-    """``tiny`` with prefix caching off, so every prompt is prefilled whole and two runs do the
-    same arithmetic (the tiny model's flat distribution lets ~1e-7 differences flip a draw)."""
+def tiny_whole_prefill(tiny_exact):
+    """``tiny_exact`` (fp32) with prefix caching off, so every prompt is prefilled whole and two
+    runs do the same arithmetic (the tiny model's flat distribution lets ~1e-7 differences flip
+    a draw). In bf16 the static-cache engine (``lw.llm.slots``, whose buffer widths depend on
+    earlier calls) wrote an AgentWrite item differently alone and with others (CPU, bf16)."""
+    tiny = tiny_exact
     saved = tiny.prefixes.max_bytes
     tiny.prefixes.clear()
     tiny.prefixes.max_bytes = 0
@@ -45,9 +114,13 @@ def tiny_whole_prefill(tiny):
 def server():
     """A real `lw.serve` process (tests/fault_server.py) on 127.0.0.1 serving tiny-random.
 
-    Yields an object with .base_url, .key and .arm(plan, delay) to inject faults.
+    Yields an object with .base_url, .key and .arm(plan, delay) to inject faults. The server's
+    model runs on the CPU in fp32 even where a GPU is present: these tests are about the HTTP
+    client, and a test comparing its replies with an in-process model loads that one on the
+    CPU too, so greedy replies match exactly (in bf16 they may not, see ``tiny_exact``).
     """
-    env = {**os.environ, API_KEY_VAR: API_KEY, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, API_KEY_VAR: API_KEY, "PYTHONUNBUFFERED": "1",
+           "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "fault_server.py"), "--model", "tiny-random",
          "--port", "0", "--api-key-env", API_KEY_VAR, "--batch-wait", "0.05"],

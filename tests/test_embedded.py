@@ -50,6 +50,6 @@ def test_conversion_is_atomic(tmp_path, monkeypatch):
 def test_tiny_random_is_small_and_fixed(tiny):
     n = sum(p.numel() for p in tiny.model.parameters())
     assert n < 5e6
-    again = lw.llm.load("tiny-random")
+    again = lw.llm.load("tiny-random", device=tiny.device, dtype=tiny.model.dtype)
     first = next(again.model.parameters())
     assert first.flatten()[:5].tolist() == next(tiny.model.parameters()).flatten()[:5].tolist()

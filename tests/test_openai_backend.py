@@ -24,8 +24,9 @@ def test_generates_in_order_with_usage(server):
     model = client(server, concurrency=3)
     prompts = ["one", "a longer prompt with more tokens in it", "three", "four", "five"]
     outs = model.generate(prompts, max_new_tokens=5)
-    local = lw.llm.load("tiny-random").generate(prompts, max_new_tokens=5)
-    assert [o.text for o in outs] == [x.text for x in local]  # greedy: same text as in-process
+    # greedy: the same text as in-process, on the CPU in fp32 as the test server runs it
+    local = lw.llm.load("tiny-random", device="cpu").generate(prompts, max_new_tokens=5)
+    assert [o.text for o in outs] == [x.text for x in local]
     assert [o.prompt_tokens for o in outs] == [x.prompt_tokens for x in local]
     assert all(o.completion_tokens == 5 and o.finish_reason == "length" for o in outs)
     assert server.seen() == 5
@@ -110,6 +111,6 @@ def test_assistant_prefix_with_continue_final_message(server):
         client(server).generate(["x"], prefix="Paragraph 1 -")
     model = client(server, continue_final_message=True)
     out = model.generate(["Plan it."], prefix="Paragraph 1 - Main Point:", max_new_tokens=3)[0]
-    local = lw.llm.load("tiny-random")
+    local = lw.llm.load("tiny-random", device="cpu")  # as the test server runs it
     expected = local.generate(["Plan it."], prefix="Paragraph 1 - Main Point:", max_new_tokens=3)
     assert out.text == expected[0].text and out.prompt_tokens == expected[0].prompt_tokens
