@@ -96,7 +96,7 @@ def test_auto_picks_by_device_and_forced_paths_that_cannot_run_are_refused():
     assert attention.choose("mask", "cpu", half=False) == "mask"
     flash = importlib.util.find_spec("flash_attn") is not None
     assert attention.choose("auto", "cuda", half=True) == ("flash" if flash else "varlen")
-    assert attention.choose("auto", "cuda", half=False) == "flex"  # varlen/flash need bf16/fp16
+    assert attention.choose("auto", "cuda", half=False) == "segments"  # varlen/flash need half; flex only by name
     with pytest.raises(LwError, match="no FlexAttention backward on CPU"):
         attention.choose("flex", "cpu", half=True)
     with pytest.raises(LwError, match="need CUDA"):
