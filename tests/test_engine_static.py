@@ -164,3 +164,11 @@ def test_default_gpu_model_decodes_with_graphs_and_matches_the_growing_engine():
     m.cuda_graphs = False
     theirs = m.generate(PROMPTS, max_new_tokens=12)
     assert [o.text for o in ours] == [t.text for t in theirs]
+
+
+def test_close_frees_the_engines_buffers_and_the_model_stays_usable(exact):
+    exact.generate(["hi"], max_new_tokens=2)
+    exact._slots = SlotEngine(exact.model, exact.tokenizer, 2, exact._eos(), graphs=False)
+    exact.close()
+    assert exact._slots is None and len(exact.prefixes) == 0
+    assert exact.generate(["hi"], max_new_tokens=2)[0].completion_tokens >= 1

@@ -213,6 +213,16 @@ class HFChatModel(ChatModel):
             return Generation(text, n_prompt, end + 1, "stop", seconds)
         return Generation(text, n_prompt, len(new), "length", seconds)
 
+    def close(self) -> None:
+        """Free the static cache's buffers and CUDA graphs and the kept prefixes (GPU memory a
+        training run or another model may need); the model stays usable and rebuilds them."""
+        self._slots = None
+        self.prefixes.clear()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def info(self) -> dict:
         return {**super().info(), "device": self.device, "dtype": str(self.model.dtype),
                 "batch_size": self.batch_size, "engine": self.engine,
