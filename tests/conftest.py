@@ -167,3 +167,36 @@ def server():
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+# Stand-ins for the paper's prompt files (lw.official), in the kit's own words with the same
+# placeholders: the real ones are fetched from GitHub, which these machines cannot reach.
+OFFICIAL_STANDINS = {
+    "judge": "Rate the reply to the request on six dimensions, 1 to 5, strictly.\n"
+             "Request:\n$INST$\nReply:\n$RESPONSE$\nAnswer in JSON with Analysis, Relevance, "
+             "Accuracy, Coherence, Clarity, Breadth and Depth, Reading Experience.",
+    "plan": "Split this writing task into paragraphs, one line each, as 'Paragraph i - Main "
+            "Point: ... - Word Count: N words'.\nTask:\n$INST$",
+    "write": "Task:\n$INST$\nPlan:\n$PLAN$\nWritten so far:\n$TEXT$\nNow write $STEP$ only.",
+}
+
+
+@pytest.fixture
+def official_prompts(tmp_path, monkeypatch):
+    """lw.official serving stand-in files from a temporary LW_DATA_DIR, with their checksums
+    pinned in place of the real ones. Yields the stand-in texts by name."""
+    import dataclasses
+    import hashlib
+
+    from lw import official
+
+    folder = tmp_path / "official-data"
+    folder.mkdir()
+    files = {}
+    for name, body in OFFICIAL_STANDINS.items():
+        f = official.FILES[name]
+        (folder / f.filename).write_text(body, encoding="utf-8")
+        files[name] = dataclasses.replace(f, sha256=hashlib.sha256(body.encode()).hexdigest())
+    monkeypatch.setenv("LW_DATA_DIR", str(folder))
+    monkeypatch.setattr(official, "FILES", files)
+    yield dict(OFFICIAL_STANDINS)
