@@ -3,7 +3,7 @@
 import pytest
 
 from lw.agentwrite import check_plan, infer_target_words, parse_plan, scaffold_steps
-from lw.agentwrite.plan import zh_number
+from lw.agentwrite.plan import PlanStep, unread_counts_note, zh_number
 from lw.errors import LwError
 
 
@@ -44,7 +44,8 @@ def test_missing_counts_share_the_remaining_target():
     text = ("Paragraph 1 - Main Point: A - Word Count: 400 words\nParagraph 2 - Main Point: B\n"
             "Paragraph 3 - Main Point: C")
     parsed = parse_plan(text, target_words=1600)
-    assert [(s.words, s.words_given) for s in parsed] == [(400, True), (600, False), (600, False)]
+    assert [(s.words, s.count_source) for s in parsed] == [(400, "plan"), (600, "default"),
+                                                           (600, "default")]
     assert [s.words for s in parse_plan(text, target_words=10000)][1:] == [1000, 1000]  # capped
     assert [s.words for s in parse_plan(text, target_words=500)][1:] == [200, 200]  # floored
     assert [s.words for s in parse_plan(text)][1:] == [500, 500]  # no target: 500 each
@@ -91,3 +92,82 @@ def test_scaffold_counts_add_up():
 def test_zh_numbers():
     assert [zh_number(x) for x in ["3", "十", "十二", "二十", "二十三", "一百零五"]] == \
         [3, 10, 12, 20, 23, 105]
+
+
+# Plan lines as GPT-4o and smaller models write them, one step each: (line, words, count_source).
+# Ranges read as their mean, rounded half up.
+REALISTIC = [
+    ("Paragraph 1 - Main Point: X - Word Count: 400 words", 400, "plan"),
+    ("Paragraph 1 - Main Point: X - Word Count: 400", 400, "plan"),
+    ("Paragraph 1 - Main Point: X - Word Count: approximately 400 words", 400, "plan"),
+    ("Paragraph 1 - Main Point: X - Word Count: about 400 words.", 400, "plan"),
+    ("Paragraph 1 - Main Point: X - Word Count: around 400 words", 400, "plan"),
+    ("Paragraph 1 - Main Point: X - Word Count: roughly 400 words", 400, "plan"),
+    ("Paragraph 1 - Main Point: X - Word Count: ~400 words", 400, "plan"),
+    ("Paragraph 1 - Main Point: X - Word Count: Approx. 400 words", 400, "plan"),
+    ("Paragraph 1 - Main Point: X - Word Count: 400-500 words", 450, "range"),
+    ("Paragraph 1 - Main Point: X - Word Count: 300 to 400 words", 350, "range"),
+    ("Paragraph 1 - Main Point: X - Word Count: 300–401 words", 351, "range"),
+    ("Paragraph 1 - Main Point: X - Word Count: about 300 - 400 words", 350, "range"),
+    ("**Paragraph 1 - Main Point:** X - **Word Count:** approximately 1,000 words", 1000, "plan"),
+    ("Paragraph 1 - Main Point: X (approximately 400 words)", 400, "plan"),
+    ("Paragraph 1: X - ~1.2k words", 1200, "plan"),
+    ("1. Main Point: X (around 250 words)", 250, "plan"),
+    ("段落1 - 主要观点：X - 字数：400字", 400, "plan"),
+    ("段落一 - 主要观点：X - 字数：约600字", 600, "plan"),
+    ("第1段 - 主要观点：X - 字数：600字左右", 600, "plan"),
+    ("第一段 - 主要观点：X - 字数：大约 600 字", 600, "plan"),
+    ("第1段 - 主要观点：X - 字数：约600字左右。", 600, "plan"),
+    ("第1段 - 主要观点：X - 字数：500-600字", 550, "range"),
+    ("第1段 - 主要观点：X - 字数：500~600字", 550, "range"),
+    ("第1段 - 主要观点：X - 字数：500至600字", 550, "range"),
+    ("段落1 - 主要观点：X - 字数要求：1，200字", 1200, "plan"),
+    ("第1段：X（约600字）", 600, "plan"),
+    # Unreadable: a share of the target (2,000 for one step: capped at 1,000), flagged.
+    ("Paragraph 1 - Main Point: X - Word Count: a few hundred words", 1000, "default"),
+    ("Paragraph 1 - Main Point: X - Word Count: 3 paragraphs", 1000, "default"),
+    ("Paragraph 1 - Main Point: X", 1000, "default"),
+    ("第1段 - 主要观点：X - 字数：适中", 1000, "default"),
+]
+
+
+@pytest.mark.parametrize(("line", "words", "source"), REALISTIC)
+def test_realistic_plan_lines(line, words, source):
+    (step,) = parse_plan(line, target_words=2000)
+    assert (step.main_point, step.words, step.count_source) == ("X", words, source)
+    assert step.source == line
+
+
+def test_unread_counts_are_flagged_noted_and_refused_when_strict():
+    text = ("Paragraph 1 - Main Point: A - Word Count: approximately 400 words\n"
+            "Paragraph 2 - Main Point: B - Word Count: a few hundred words\n"
+            "Paragraph 3 - Main Point: C")
+    parsed = parse_plan(text, target_words=1600)
+    assert [(s.words, s.count_source, s.count_text) for s in parsed] == [
+        (400, "plan", "approximately 400 words"), (600, "default", "a few hundred words"),
+        (600, "default", "")]
+    note = unread_counts_note(parsed, 1600)
+    assert "step 2 ('a few hundred words'), step 3 (none given)" in note
+    assert "given 600 words each" in note and "1600-word target" in note
+    assert unread_counts_note(parse_plan(text.split("\n")[0], 1600), 1600) == ""
+    with pytest.raises(LwError, match="word count not read for step 2"):
+        parse_plan(text, target_words=1600, strict=True)
+
+
+def test_main_point_and_count_on_lines_of_their_own():
+    text = ("**Paragraph 1**\n- Main Point: Introduce the tides\n"
+            "- Word Count: approximately 400 words\n\n"
+            "**Paragraph 2**\n- Main Point: Why the moon matters - about 500 words\n"
+            "**第3段**\n- 主要观点：潮汐与生活\n- 字数：约600字")
+    assert steps(text) == [("Introduce the tides", 400), ("Why the moon matters", 500),
+                           ("潮汐与生活", 600)]
+    assert parse_plan(text)[0].source == ("**Paragraph 1**\n- Main Point: Introduce the tides\n"
+                                          "- Word Count: approximately 400 words")
+
+
+def test_steps_stored_before_count_source_still_load():
+    old = {"index": 1, "main_point": "A", "words": 500, "words_given": False}
+    assert PlanStep.from_dict(old).count_source == "default"
+    assert PlanStep.from_dict({**old, "words_given": True}).count_source == "plan"
+    step = parse_plan("Paragraph 1 - Main Point: A - Word Count: 400-500 words")[0]
+    assert PlanStep.from_dict(step.to_dict()) == step

@@ -279,3 +279,138 @@ def test_long_chatty_preamble_is_stripped():
     first = ("Here's the next paragraph written without any final sentence to finish your "
              "part-written piece:")
     assert strip_label(first + "\n\nBeneath the surface.") == "Beneath the surface."
+
+
+# -- the paper's prompts (lw.official stand-ins from the official_prompts fixture) -------------
+OFFICIAL_PLAN = ("Paragraph 1 - Main Point: Beginning - Word Count: approximately 300 words\n\n"
+                 "Paragraph 2 - Main Point: Middle - Word Count: 400-600 words\n\n"
+                 "**Paragraph 3 - Main Point:** End - **Word Count:** 300 words\n")
+
+
+def official_fake(plan=OFFICIAL_PLAN):
+    """Plans with ``plan`` for the stand-in official plan prompt; writes each step's reply with
+    an echoed label (as models do) so the raw and cleaned texts differ."""
+    def reply(conv, prefix):
+        prompt = conv[-1]["content"]
+        if prefix is not None:
+            return " a scaffolded point"
+        if prompt.startswith("Split this writing task"):
+            return plan
+        step = re.search(r"Now write (.*) only\.$", prompt, re.S).group(1)
+        k = re.search(r"Paragraph (\d+)", step).group(1)
+        return f"Paragraph {k}:\nText {k}."
+    return ScriptedChatModel(reply)
+
+
+def test_official_prompts_are_filled_as_the_official_scripts_fill_them(tmp_path, official_prompts):
+    from lw import official
+
+    fake = official_fake()
+    cfg = AgentWriteConfig(prompts="official")
+    rec = AgentWriter(fake, tmp_path / "r.jsonl", cfg).run(["Write A, 1000 words."])[0]
+    prompts = [c[0][-1]["content"] for c in fake.calls]
+    assert prompts[0] == official_prompts["plan"].replace("$INST$", "Write A, 1000 words.")
+    plan = ("Paragraph 1 - Main Point: Beginning - Word Count: approximately 300 words\n"
+            "Paragraph 2 - Main Point: Middle - Word Count: 400-600 words\n"
+            "**Paragraph 3 - Main Point:** End - **Word Count:** 300 words")
+    # $TEXT$: the earlier replies as written (labels kept), blank-line joined; $STEP$: the line.
+    texts = ["", "Paragraph 1:\nText 1.", "Paragraph 1:\nText 1.\n\nParagraph 2:\nText 2."]
+    for k, (prompt, text) in enumerate(zip(prompts[1:], texts, strict=True)):
+        line = plan.split("\n")[k]
+        assert prompt == (f"Task:\nWrite A, 1000 words.\nPlan:\n{plan}\nWritten so far:\n{text}\n"
+                          f"Now write {line} only.")
+    assert rec["status"] == "done" and rec["paragraphs"] == ["Text 1.", "Text 2.", "Text 3."]
+    assert [(s["words"], s["count_source"]) for s in rec["plan"]] == [(300, "plan"),
+                                                                       (500, "range"), (300, "plan")]
+    version = f"{official.version('plan')}+{official.version('write')}"
+    assert rec["prompts"] == "official" and rec["prompt_version"] == version
+    assert rec["prompt_versions"] == {"plan": "official:plan.txt@6090a27",
+                                      "write": "official:write.txt@3fcfdff"}
+    assert rec["settings"]["prompts"] == "official"
+
+
+def test_official_prompts_resume_with_the_replies_as_written(tmp_path, official_prompts):
+    path = tmp_path / "r.jsonl"
+    cfg = AgentWriteConfig(prompts="official")
+
+    def stop_at_third(conv, prefix):
+        if "Now write **Paragraph 3" in conv[-1]["content"]:
+            raise KeyboardInterrupt
+        return official_fake()._next(conv, prefix)
+
+    with pytest.raises(KeyboardInterrupt):
+        AgentWriter(ScriptedChatModel(stop_at_third), path, cfg).run(["Write A."])
+    fake = official_fake()
+    rec = AgentWriter(fake, path, cfg).run(["Write A."])[0]
+    assert len(fake.calls) == 1 and rec["paragraphs"] == ["Text 1.", "Text 2.", "Text 3."]
+    assert "Written so far:\nParagraph 1:\nText 1.\n\nParagraph 2:\nText 2.\n" in \
+        fake.calls[0][0][-1]["content"]
+
+
+def test_official_parallel_steps_see_no_text(tmp_path, official_prompts):
+    fake = official_fake()
+    AgentWriter(fake, tmp_path / "r.jsonl",
+                AgentWriteConfig(prompts="official", mode="parallel")).run(["Write A."])
+    writes = [c[0][-1]["content"] for c in fake.calls[1:]]
+    assert len(writes) == 3 and all("Written so far:\n\nNow write" in p for p in writes)
+
+
+def test_official_prompts_with_a_scaffolded_plan_record_the_kit_scaffold(tmp_path,
+                                                                         official_prompts):
+    fake = official_fake(plan="Happy to help! Once upon a time...")
+    rec = AgentWriter(fake, tmp_path / "r.jsonl", AgentWriteConfig(prompts="official")).run(
+        [{"id": "x", "instruction": "写一篇800字的故事。", "target_words": 800}])[0]
+    assert rec["status"] == "done" and rec["plan_mode"] == "scaffold"
+    scaffold_calls = [c for c in fake.calls if c[1] is not None]
+    # The conversation is the official plan prompt; the line openings are the kit's, in English
+    # (the official prompt asks for that format, in English, whatever the instruction's language).
+    assert all(c[0][-1]["content"].startswith("Split this writing task") for c in scaffold_calls)
+    assert scaffold_calls[0][1] == "Paragraph 1 - Main Point:"
+    assert "scaffold lines from the kit's agentwrite_en@1 under the official plan prompt" in \
+        rec["plan_note"]
+    assert rec["prompt_version"].endswith("+scaffold:agentwrite_en@1")
+    assert rec["prompt_versions"]["scaffold"] == "agentwrite_en@1"
+    assert rec["language"] == "zh"
+
+
+def test_kit_and_official_results_never_mix(tmp_path, official_prompts):
+    kit, off = AgentWriteConfig(), AgentWriteConfig(prompts="official")
+    assert (lw.store.keyed_path(tmp_path, "sequential", model="fake", **vars(kit)) !=
+            lw.store.keyed_path(tmp_path, "sequential", model="fake", **vars(off)))
+    AgentWriter(scripted(), tmp_path / "r.jsonl", kit).run(["Write A."])
+    with pytest.raises(LwError, match="other settings"):
+        AgentWriter(official_fake(), tmp_path / "r.jsonl", off)
+    AgentWriter(official_fake(), tmp_path / "o.jsonl", off).run(["Write A."])
+    with pytest.raises(LwError, match="other settings"):
+        AgentWriter(scripted(), tmp_path / "o.jsonl", kit)
+    with pytest.raises(LwError, match="English only"):
+        AgentWriteConfig(prompts="official", language="zh")
+    with pytest.raises(LwError, match="'kit'.*'official'"):
+        AgentWriteConfig(prompts="paper")
+
+
+def test_files_made_before_the_prompts_option_resume_as_kit(tmp_path):
+    path = tmp_path / "r.jsonl"
+    AgentWriter(scripted(), path).run(["Write A."])
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    del lines[0]["config"]["prompts"]
+    for rec in lines[1:]:
+        for step in rec.get("plan", []):
+            step["words_given"] = step.pop("count_source") == "plan"
+            del step["count_text"], step["source"]
+    # Drop the final record too, so the item is rebuilt from the old plan and paragraphs.
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines
+                            if not x["key"].endswith("/final")))
+    again = scripted(log=[])
+    rec = AgentWriter(again, path).run(["Write A."])[0]
+    assert rec["status"] == "done" and again.calls == []
+    assert rec["prompts"] == "kit" and [s["count_source"] for s in rec["plan"]] == ["plan"] * 3
+
+
+def test_an_unread_plan_count_is_flagged_in_the_record(tmp_path):
+    plan = PLAN.replace("Word Count: 500 words", "Word Count: a good few hundred words")
+    rec = AgentWriter(scripted(plan=plan), tmp_path / "r.jsonl").run(
+        [{"id": "a", "instruction": "Write A.", "target_words": 1200}])[0]
+    assert [(s["words"], s["count_source"]) for s in rec["plan"]] == [
+        (300, "plan"), (600, "default"), (300, "plan")]
+    assert "word count not read for step 2 ('a good few hundred words')" in rec["plan_note"]

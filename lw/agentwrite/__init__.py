@@ -15,14 +15,30 @@ connections (other backends work in rounds). Every plan and paragraph is stored 
 rerunning with the same path resumes. Weak models that cannot write the plan format get a
 scaffolded plan (``plan_mode``): the planner writes ``Paragraph i - Main Point:`` itself and the
 model completes each line.
+
+Two prompt sets: the kit's own, versioned (``prompts="kit"``, the default, English or Chinese after
+the instruction) and the paper's plan and write prompts, fetched and checksum-verified by
+``lw.official`` (``AgentWriteConfig(prompts="official")``; ``lw.agentwrite.prompting`` says how
+they are filled). Every record names what ran: ``prompts`` ("kit"/"official"),
+``prompt_version`` (one string) and ``prompt_versions`` (per file); the set is part of the
+settings, so the two never share a results file. A plan step whose word count cannot be read gets
+a share of the target, flagged ``count_source="default"`` and reported in ``plan_note``.
 """
 
 from lw.agentwrite.cleanup import strip_label
 from lw.agentwrite.compare import long_table, summary
+from lw.agentwrite.config import AgentWriteConfig, make_items
 from lw.agentwrite.direct import write_direct
-from lw.agentwrite.plan import PlanStep, check_plan, infer_target_words, parse_plan, scaffold_steps
-from lw.agentwrite.writer import AgentWriteConfig, AgentWriter, make_items
+from lw.agentwrite.plan import (
+    PlanStep,
+    check_plan,
+    infer_target_words,
+    parse_plan,
+    scaffold_steps,
+    unread_counts_note,
+)
+from lw.agentwrite.writer import AgentWriter
 
 __all__ = ["AgentWriteConfig", "AgentWriter", "PlanStep", "check_plan", "infer_target_words",
            "long_table", "make_items", "parse_plan", "scaffold_steps", "strip_label", "summary",
-           "write_direct"]
+           "unread_counts_note", "write_direct"]

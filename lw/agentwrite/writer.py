@@ -1,84 +1,19 @@
 """The AgentWrite runner: batched rounds over many items, every step stored as it finishes.
 
-See ``lw.agentwrite`` for the method and usage; this module holds the machinery.
+See ``lw.agentwrite`` for the method and usage; this module holds the machinery (settings and
+items: ``lw.agentwrite.config``; the prompt sets: ``lw.agentwrite.prompting``).
 """
 
-import hashlib
-import math
 from dataclasses import asdict, dataclass, field
 
 from lw import prompts, text
 from lw.agentwrite.cleanup import is_repeat, main_point, strip_label
-from lw.agentwrite.plan import PlanStep, check_plan, infer_target_words, parse_plan, scaffold_steps
+from lw.agentwrite.config import AgentWriteConfig, make_items
+from lw.agentwrite.plan import PlanStep, check_plan, parse_plan, scaffold_steps, unread_counts_note
+from lw.agentwrite.prompting import OfficialPrompts, prompt_set
 from lw.errors import LwError
-from lw.llm.base import ChatModel, GenerationConfig, Request
+from lw.llm.base import ChatModel, Request
 from lw.store import ResultStore
-
-
-@dataclass(frozen=True)
-class AgentWriteConfig:
-    """Settings of one AgentWrite run (recorded with every result)."""
-
-    mode: str = "sequential"  # "sequential" (the paper) or "parallel" (+Parallel ablation)
-    plan_mode: str = "auto"  # "free", "scaffold", or "auto": free-form, scaffold if unusable
-    temperature: float = 1.0  # the paper's setting
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    seed: int | None = 0
-    plan_max_new_tokens: int = 1024
-    scaffold_words_per_step: int = 400
-    tokens_per_word: float = 1.5  # paragraph budget: words x this + margin, in 128-token buckets
-    token_margin: int = 32
-    max_new_tokens: int = 4096  # cap on any one call (the paper's fixed budget)
-    default_target_words: int = 2000
-    language: str | None = None  # None follows the instruction (Chinese characters -> "zh")
-    retry_short: int = 0  # re-ask a paragraph that ends under short_ratio of its words (weak models)
-    short_ratio: float = 0.25
-
-    def __post_init__(self):
-        if self.mode not in ("sequential", "parallel"):
-            raise LwError(f"mode must be 'sequential' or 'parallel', got {self.mode!r}.")
-        if self.plan_mode not in ("auto", "free", "scaffold"):
-            raise LwError(f"plan_mode must be 'auto', 'free' or 'scaffold', got {self.plan_mode!r}")
-        if self.language not in (None, *prompts.LANGUAGES):
-            raise LwError(f"language must be None (detect) or one of {prompts.LANGUAGES}; got "
-                          f"{self.language!r}.")
-
-    def budget(self, words: int) -> int:
-        tokens = words * self.tokens_per_word + self.token_margin
-        return min(self.max_new_tokens, 128 * math.ceil(tokens / 128))
-
-    def generation(self, max_new_tokens: int, attempt: int = 0, **extra) -> GenerationConfig:
-        """Settings for one call; a retry (``attempt`` > 0) samples with another seed."""
-        seed = None if self.seed is None else self.seed + 1000 * attempt
-        return GenerationConfig(max_new_tokens=max_new_tokens, temperature=self.temperature,
-                                top_p=self.top_p, repetition_penalty=self.repetition_penalty,
-                                seed=seed, **extra)
-
-
-def make_items(instructions, default_target: int = 2000) -> list[dict]:
-    """Normalise instructions: strings, or dicts with ``instruction``/``prompt``, optional
-    ``target_words``/``length`` and ``id``. A missing length is read from the instruction's text
-    ("a 5000-word essay"), else ``default_target``; ``target_source`` says which."""
-    items = []
-    for raw in instructions:
-        item = {"instruction": raw} if isinstance(raw, str) else dict(raw)
-        instr = (item.get("instruction") or item.get("prompt") or "").strip()
-        if not instr:
-            raise LwError(f"empty instruction in {raw!r:.100}: every item needs text to write.")
-        target = item.get("target_words") or item.get("length")
-        source = "given"
-        if not target:
-            target, source = infer_target_words(instr, default_target)
-        if int(target) < 1:
-            raise LwError(f"target length must be positive, got {target} for {instr[:60]!r}.")
-        key = item.get("id") or hashlib.sha1(instr.encode()).hexdigest()[:12]
-        items.append({"id": str(key), "instruction": instr, "target_words": int(target),
-                      "target_source": source})
-    ids = [i["id"] for i in items]
-    if len(set(ids)) != len(ids):
-        raise LwError("two items share an id; give each instruction its own 'id'.")
-    return items
 
 
 @dataclass
@@ -90,6 +25,7 @@ class _State:
     plan_mode: str = ""
     plan_note: str = ""
     paragraphs: list = field(default_factory=list)
+    replies: list = field(default_factory=list)  # paragraphs as the model wrote them
     stats: list = field(default_factory=list)
     error: str | None = None
     final: dict | None = None
@@ -107,14 +43,17 @@ class AgentWriter:
     def __init__(self, model: ChatModel, path, config: AgentWriteConfig | None = None):
         self.model = model
         self.config = config or AgentWriteConfig()
+        if self.config.prompts == "official":
+            OfficialPrompts.check()
+            versions = OfficialPrompts().versions("scaffold")
+        else:
+            versions = {lang: prompts.load("agentwrite", lang).tag for lang in prompts.LANGUAGES}
         self.store = ResultStore(path, key="key")
-        self.header = {"config": asdict(self.config), "model": model.spec,
-                       "prompts": {lang: prompts.load("agentwrite", lang).tag
-                                   for lang in prompts.LANGUAGES}}
+        self.header = {"config": asdict(self.config), "model": model.spec, "prompts": versions}
         old = self.store.get("__config__")
         if old is None:
             self.store.add({"key": "__config__", **self.header})
-        elif {k: old.get(k) for k in self.header} != self.header:
+        elif _header(old, self.header) != self.header:
             raise LwError(f"{path} was made with other settings or another model ({old['model']}"
                           f", {old['config']}); resume with those, or write to a new path.")
 
@@ -147,12 +86,13 @@ class AgentWriter:
             s.error = self.store.get(f"{key}/failed{n}")["error"]
         plan = self.store.get(f"{key}/plan")
         if plan:
-            s.steps = [PlanStep(**d) for d in plan["plan"]]
+            s.steps = [PlanStep.from_dict(d) for d in plan["plan"]]
             s.plan_raw, s.plan_mode, s.plan_note = plan["plan_raw"], plan["plan_mode"], plan["note"]
             s.stats.append(plan["stats"])
             k = 1
             while (p := self.store.get(f"{key}/p{k}")) is not None:
                 s.paragraphs.append(p["text"])
+                s.replies.append(p.get("raw", p["text"]))
                 s.stats.append(p["stats"])
                 k += 1
         return s
@@ -190,7 +130,8 @@ class AgentWriter:
                 except LwError as exc:
                     steps, problem = None, str(exc)
                 if problem is None:
-                    self._save_plan(s, steps, out.text, "free", "", _stats("plan", out))
+                    note = unread_counts_note(steps, s.item["target_words"])
+                    self._save_plan(s, steps, out.text, "free", note, _stats("plan", out))
                 elif cfg.plan_mode == "auto" and self.model.supports_prefix:
                     s.plan_note = f"free-form plan unusable ({problem[:200]}); scaffolded"
                     scaffold.append(s)
@@ -209,9 +150,12 @@ class AgentWriter:
         self.model.stream(requests, lambda r, out: outs.__setitem__(r.key, out), errors="return")
         return outs
 
+    def _prompts(self, s: _State):
+        """The item's prompt set (``lw.agentwrite.prompting``)."""
+        return prompt_set(self.config.prompts, s.lang)
+
     def _plan_prompt(self, s: _State) -> str:
-        return prompts.load("agentwrite", s.lang).render(
-            "plan", instruction=s.item["instruction"], target_words=s.item["target_words"])
+        return self._prompts(s).plan(s.item)
 
     def _scaffold(self, states: list[_State]) -> None:
         """Write each plan line's opening ourselves; the model completes the main point."""
@@ -258,7 +202,12 @@ class AgentWriter:
             if s.error is None:
                 raw = "\n".join(lines[id(s)])
                 steps = parse_plan(raw, s.item["target_words"])
-                self._save_plan(s, steps, raw, "scaffold", s.plan_note, stats[id(s)])
+                note = s.plan_note
+                if self.config.prompts == "official":
+                    note = "; ".join(filter(None, [note, "scaffold lines from the kit's "
+                                                   f"{self._tmpl(s).tag} under the official plan "
+                                                   "prompt"]))
+                self._save_plan(s, steps, raw, "scaffold", note, stats[id(s)])
 
     def _save_plan(self, s, steps, raw, mode, note, stats) -> None:
         s.steps, s.plan_raw, s.plan_mode, s.plan_note = steps, raw, mode, note
@@ -269,24 +218,15 @@ class AgentWriter:
 
     # -- step II: paragraphs ---------------------------------------------------------------
     def _tmpl(self, s: _State):
-        return prompts.load("agentwrite", s.lang)
+        """The template of the scaffold's plan lines."""
+        return self._prompts(s).scaffold
 
     def write_prompt(self, s: _State, k: int | None = None) -> str:
         """The prompt for paragraph ``k`` (0-based; default the next) of ``s``: instruction,
-        plan, the text so far (sequential) or a note that others are written apart (parallel)."""
-        t = self._tmpl(s)
-        lines = [t.render("plan_line", step=st.index, main_point=st.main_point, words=st.words)
-                 for st in s.steps]
+        plan, the text so far (sequential) or none (parallel), from the configured prompts."""
         k = len(s.paragraphs) if k is None else k
-        if self.config.mode == "parallel":
-            context = t.render("parallel")
-        elif s.paragraphs:
-            context = t.render("so_far", text="\n\n".join(s.paragraphs))
-        else:
-            context = t.render("so_far_empty")
-        return t.render("write", instruction=s.item["instruction"], plan="\n".join(lines),
-                        context=context, step=k + 1, n_steps=len(s.steps), step_line=lines[k],
-                        words=s.steps[k].words)
+        return self._prompts(s).write(s.item, s.steps, s.plan_raw, s.paragraphs, s.replies, k,
+                                      parallel=self.config.mode == "parallel")
 
     def _write(self, active: list[_State], bar) -> None:
         """Write every remaining paragraph through ``model.stream``. Sequential mode asks for an
@@ -344,9 +284,13 @@ class AgentWriter:
                 return
             para, stats = strip_label(out.text), _stats(k + 1, out)
             s.paragraphs.append(para)
+            s.replies.append(out.text)
             s.stats.append(stats)
+            # The reply as written is kept where cleaning changed it: the official write prompt
+            # shows the model its own earlier replies.
             self.store.add({"key": f"{s.item['id']}/p{k + 1}", "id": s.item["id"],
-                            "index": k + 1, "text": para, "stats": stats})
+                            "index": k + 1, "text": para, "stats": stats,
+                            **({"raw": out.text} if out.text != para else {})})
 
     def _too_short(self, s: _State, k: int, out) -> bool:
         return (out.finish_reason == "stop" and
@@ -360,7 +304,7 @@ class AgentWriter:
             "plan_raw": s.plan_raw, "plan": [st.to_dict() for st in s.steps],
             "paragraphs": s.paragraphs, "text": body, "words": text.count_words(body),
             "repetition": round(text.repetition(body), 3),
-            "model": self.model.info(), "prompt_version": self._tmpl(s).tag,
+            "model": self.model.info(), **self._prompt_fields(s),
             "settings": asdict(self.config), "steps": s.stats,
             "completion_tokens": sum(st["completion_tokens"] for st in s.stats),
             "seconds": round(sum(st["seconds"] for st in s.stats), 2)}
@@ -369,7 +313,21 @@ class AgentWriter:
     def _failure(self, s: _State) -> dict:
         return {**s.item, "status": "failed", "error": s.error, "language": s.lang,
                 "mode": self.config.mode, "plan_mode": s.plan_mode, "paragraphs": s.paragraphs,
-                "text": "", "words": 0, "model": self.model.info()}
+                "text": "", "words": 0, "model": self.model.info(), **self._prompt_fields(s)}
+
+    def _prompt_fields(self, s: _State) -> dict:
+        """Which prompts ran: the set, one version string and each file's version."""
+        ps = self._prompts(s)
+        return {"prompts": ps.kind, "prompt_version": ps.version(s.plan_mode),
+                "prompt_versions": ps.versions(s.plan_mode)}
+
+
+def _header(old: dict, new: dict) -> dict:
+    """A stored header in today's shape: files made before ``prompts`` existed ran the kit's."""
+    out = {k: old.get(k) for k in new}
+    if isinstance(out.get("config"), dict):
+        out["config"] = {"prompts": "kit", **out["config"]}
+    return out
 
 
 def _stats(step, out) -> dict:
