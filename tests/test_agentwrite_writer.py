@@ -41,7 +41,7 @@ def test_sequential_rounds_see_all_text_so_far(tmp_path):
     recs = AgentWriter(fake, tmp_path / "r.jsonl").run(["Write A, 1000 words.",
                                                         "Write B, 1000 words."])
     assert [r["status"] for r in recs] == ["done", "done"]
-    assert recs[0]["text"] == "P1 of Write A, 1000 words.\n\nP2 of Write A, 1000 words.\n\n" \
+    assert recs[0]["response"] == "P1 of Write A, 1000 words.\n\nP2 of Write A, 1000 words.\n\n" \
                               "P3 of Write A, 1000 words."
     assert fake.batches == [2, 2, 2, 2]  # plans together, then each round as one batch
     prompts = [c[0][-1]["content"] for c in fake.calls]
@@ -126,7 +126,7 @@ def test_backend_error_fails_that_item_only_and_can_be_retried(tmp_path):
 def test_unusable_free_plan_falls_back_to_scaffold(tmp_path):
     fake = scripted(plan="I would love to help! Here is a story: once upon a time...")
     rec = AgentWriter(fake, tmp_path / "r.jsonl").run(
-        [{"id": "x", "instruction": "Write a story.", "target_words": 1200}])[0]
+        [{"id": "x", "prompt": "Write a story.", "length": 1200}])[0]
     assert rec["status"] == "done" and rec["plan_mode"] == "scaffold"
     assert "free-form plan unusable" in rec["plan_note"]
     assert [s["words"] for s in rec["plan"]] == [400, 400, 400]
@@ -153,7 +153,7 @@ def test_chinese_instructions_get_chinese_prompts(tmp_path):
     fake = scripted(plan=plan)
     rec = AgentWriter(fake, tmp_path / "r.jsonl").run(["写一篇600字的文章，介绍长城。"])[0]
     assert rec["language"] == "zh" and rec["prompt_version"] == "agentwrite_zh@1"
-    assert rec["target_words"] == 600 and rec["target_source"] == "instruction"
+    assert rec["length"] == 600 and rec["length_source"] == "instruction"
     assert "第1段 - 主要观点：开头 - 字数：300字" in fake.calls[1][0][-1]["content"]
 
 
@@ -173,8 +173,8 @@ def test_bad_input_is_explained():
     with pytest.raises(LwError, match="share an id"):
         make_items([{"id": 1, "prompt": "a"}, {"id": 1, "prompt": "b"}])
     items = make_items(["Write about tides.", {"prompt": "x", "length": 300}])
-    assert items[0]["target_words"] == 2000 and items[0]["target_source"] == "default"
-    assert items[1]["target_words"] == 300 and items[1]["target_source"] == "given"
+    assert items[0]["length"] == 2000 and items[0]["length_source"] == "default"
+    assert items[1]["length"] == 300 and items[1]["length_source"] == "given"
 
 
 def test_strip_label_keeps_subheadings():
@@ -190,8 +190,8 @@ def test_strip_label_keeps_subheadings():
 def test_tiny_random_end_to_end(tmp_path, tiny):
     cfg = AgentWriteConfig(tokens_per_word=0.05, token_margin=8, plan_max_new_tokens=24,
                            scaffold_words_per_step=200)
-    items = [{"id": "a", "instruction": "Write about tides.", "target_words": 400},
-             {"id": "b", "instruction": "Write about bees and flowers.", "target_words": 600}]
+    items = [{"id": "a", "prompt": "Write about tides.", "length": 400},
+             {"id": "b", "prompt": "Write about bees and flowers.", "length": 600}]
     recs = AgentWriter(tiny, tmp_path / "r.jsonl", cfg).run(items)
     assert [r["status"] for r in recs] == ["done", "done"]
     assert [r["plan_mode"] for r in recs] == ["scaffold", "scaffold"]  # random text never parses
@@ -209,8 +209,8 @@ def test_an_item_is_written_the_same_alone_or_with_others(tmp_path, tiny_whole_p
     tiny = tiny_whole_prefill
     cfg = AgentWriteConfig(plan_mode="scaffold", tokens_per_word=0.05, token_margin=8,
                            scaffold_words_per_step=200, temperature=1.0)
-    items = [{"id": "a", "instruction": "Write about tides.", "target_words": 400},
-             {"id": "b", "instruction": "Write about bees and flowers.", "target_words": 600}]
+    items = [{"id": "a", "prompt": "Write about tides.", "length": 400},
+             {"id": "b", "prompt": "Write about bees and flowers.", "length": 600}]
     tiny.batch_size = 1
     try:
         together = AgentWriter(tiny, tmp_path / "t.jsonl", cfg).run(items)
@@ -219,8 +219,8 @@ def test_an_item_is_written_the_same_alone_or_with_others(tmp_path, tiny_whole_p
     finally:
         tiny.batch_size = 4
     assert [r["plan_raw"] for r in alone] == [r["plan_raw"] for r in together]
-    assert [r["text"] for r in alone] == [r["text"] for r in together]
-    assert together[0]["text"] and together[0]["text"] != together[1]["text"]
+    assert [r["response"] for r in alone] == [r["response"] for r in together]
+    assert together[0]["response"] and together[0]["response"] != together[1]["response"]
 
 
 def test_openai_server_end_to_end(tmp_path, server):
@@ -230,7 +230,7 @@ def test_openai_server_end_to_end(tmp_path, server):
     cfg = AgentWriteConfig(tokens_per_word=0.05, token_margin=8, plan_max_new_tokens=16,
                            scaffold_words_per_step=200)
     recs = AgentWriter(model, tmp_path / "r.jsonl", cfg).run(
-        [{"id": "a", "instruction": "Write about tides.", "target_words": 400}])
+        [{"id": "a", "prompt": "Write about tides.", "length": 400}])
     assert recs[0]["status"] == "done" and len(recs[0]["paragraphs"]) == 2
     # plan (free, unparsable) + 2 scaffold lines (each re-asked at most once if it repeats the
     # line above) + 2 paragraphs: 5 to 7 requests, never a duplicate paragraph
@@ -251,7 +251,7 @@ def test_short_paragraphs_are_asked_again_and_the_longer_kept(tmp_path):
         fake = ScriptedChatModel(reply)
         return fake
 
-    item = {"id": "a", "instruction": "Write A.", "target_words": 300}
+    item = {"id": "a", "prompt": "Write A.", "length": 300}
     fake = model()
     rec = AgentWriter(fake, tmp_path / "r.jsonl", AgentWriteConfig(retry_short=1)).run([item])[0]
     assert rec["words"] == 120 and [c[2].seed for c in fake.calls] == [0, 0, 1000]
@@ -271,7 +271,7 @@ def test_a_repeated_scaffold_point_is_asked_again(tmp_path):
         return "text"
 
     rec = AgentWriter(ScriptedChatModel(reply), tmp_path / "r.jsonl").run(
-        [{"id": "x", "instruction": "Write a story.", "target_words": 1200}])[0]
+        [{"id": "x", "prompt": "Write a story.", "length": 1200}])[0]
     assert [s["main_point"] for s in rec["plan"]] == ["Opening", "Something new", "Closing"]
 
 
@@ -359,7 +359,7 @@ def test_official_prompts_with_a_scaffolded_plan_record_the_kit_scaffold(tmp_pat
                                                                          official_prompts):
     fake = official_fake(plan="Happy to help! Once upon a time...")
     rec = AgentWriter(fake, tmp_path / "r.jsonl", AgentWriteConfig(prompts="official")).run(
-        [{"id": "x", "instruction": "写一篇800字的故事。", "target_words": 800}])[0]
+        [{"id": "x", "prompt": "写一篇800字的故事。", "length": 800}])[0]
     assert rec["status"] == "done" and rec["plan_mode"] == "scaffold"
     scaffold_calls = [c for c in fake.calls if c[1] is not None]
     # The conversation is the official plan prompt; the line openings are the kit's, in English
@@ -410,7 +410,7 @@ def test_files_made_before_the_prompts_option_resume_as_kit(tmp_path):
 def test_an_unread_plan_count_is_flagged_in_the_record(tmp_path):
     plan = PLAN.replace("Word Count: 500 words", "Word Count: a good few hundred words")
     rec = AgentWriter(scripted(plan=plan), tmp_path / "r.jsonl").run(
-        [{"id": "a", "instruction": "Write A.", "target_words": 1200}])[0]
+        [{"id": "a", "prompt": "Write A.", "length": 1200}])[0]
     assert [(s["words"], s["count_source"]) for s in rec["plan"]] == [
         (300, "plan"), (600, "default"), (300, "plan")]
     assert "word count not read for step 2 ('a good few hundred words')" in rec["plan_note"]

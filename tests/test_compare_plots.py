@@ -9,9 +9,9 @@ matplotlib.use("Agg")
 
 
 def rec(i, words, status="done", target=2000, text=""):
-    return {"id": f"i{i}", "instruction": f"Write thing {i}", "target_words": target,
+    return {"id": f"i{i}", "prompt": f"Write thing {i}", "length": target,
             "words": words, "status": status, "plan_mode": "scaffold", "completion_tokens": 10,
-            "seconds": 1.0, "text": text}
+            "seconds": 1.0, "response": text}
 
 
 def test_summary_ratios_and_failures():

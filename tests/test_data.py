@@ -21,8 +21,8 @@ PROSE = ("By noon the market square fills with traders selling cheese, rope and 
 
 
 def record(rid, text, target=100, status="done", error=None):
-    return {"id": rid, "instruction": f"Write {target} words.", "target_words": target,
-            "status": status, "error": error, "text": text, "words": lw.text.count_words(text)}
+    return {"id": rid, "prompt": f"Write {target} words.", "length": target,
+            "status": status, "error": error, "response": text, "words": lw.text.count_words(text)}
 
 
 def test_filters_keep_good_text_and_name_why_others_go():
@@ -96,7 +96,7 @@ def test_instruction_sources(tmp_path):
     assert len(kit) >= 20 and all(500 <= r["length"] <= 1500 for r in kit)
     assert len({r["type"] for r in instructions("kit")}) == 7 and len(instructions("kit")) >= 48
     mine = tmp_path / "mine.jsonl"
-    mine.write_text(json.dumps({"instruction": "Write a 3000-word essay on rivers."}) + "\n"
+    mine.write_text(json.dumps({"prompt": "Write a 3000-word essay on rivers."}) + "\n"
                     + json.dumps({"prompt": "A poem.", "length": 120, "id": "p"}) + "\n")
     rows = instructions(str(mine))
     assert [(r["id"], r["length"]) for r in rows] == [("mine-0", 3000), ("p", 120)]
@@ -130,3 +130,15 @@ def test_conversation_formats_and_mixing(tmp_path):
     assert len(conversations_for(DataSettings(general=str(path), general_ratio=2.0), long)) == 10
     with pytest.raises(LwError, match="not found"):
         load(tmp_path / "missing.jsonl")
+
+
+def test_records_written_with_the_old_names_are_still_read():
+    """AgentWrite files from before 2026-11-26 say instruction/target_words/text."""
+    body = GOOD + PROSE
+    old = {"id": "old", "instruction": "Write 120 words.", "target_words": 120, "status": "done",
+           "text": body, "words": lw.text.count_words(body)}
+    assert check(old) is None
+    assert check({**old, "target_words": 1000}) == "too short"  # the old length is read too
+    conv = lw.data.to_conversation(old)
+    assert conv["messages"][0]["content"] == "Write 120 words." and conv["length"] == 120
+    assert conv["messages"][1]["content"] == body.strip()

@@ -104,8 +104,8 @@ def test_sequential_agentwrite_reuses_each_items_text_so_far(tmp_path, tiny):
     tiny.prefixes.clear()
     cfg = AgentWriteConfig(plan_mode="scaffold", tokens_per_word=0.05, token_margin=8,
                            scaffold_words_per_step=200)
-    items = [{"id": "a", "instruction": "Write about tides.", "target_words": 600},
-             {"id": "b", "instruction": "Write about bees and flowers.", "target_words": 600}]
+    items = [{"id": "a", "prompt": "Write about tides.", "length": 600},
+             {"id": "b", "prompt": "Write about bees and flowers.", "length": 600}]
     recs = AgentWriter(tiny, tmp_path / "r.jsonl", cfg).run(items)
     stats = tiny.prefixes.stats()
     later = sum(len(r["paragraphs"]) - 1 for r in recs)  # every paragraph after the first

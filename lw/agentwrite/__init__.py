@@ -7,7 +7,7 @@ instruction and the plan (``mode="parallel"``, the paper's +Parallel ablation).
 
     writer = AgentWriter(model, "runs/small/agentwrite.jsonl", AgentWriteConfig(mode="sequential"))
     records = writer.run(["Write a 3000-word history of the printing press."])
-    records[0]["text"], records[0]["words"], records[0]["plan"]
+    records[0]["response"], records[0]["words"], records[0]["plan"]
 
 All items advance together through ``model.stream``: an item's next paragraph is asked for the
 moment its previous one is stored, so a local backend keeps its batch rows busy and a server its

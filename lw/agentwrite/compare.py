@@ -6,6 +6,7 @@
 
 
 from lw import text as lw_text
+from lw.records import Answer
 
 
 def long_table(records_by_method: dict[str, list[dict]]):
@@ -15,12 +16,12 @@ def long_table(records_by_method: dict[str, list[dict]]):
 
     rows = []
     for method, records in records_by_method.items():
-        for r in records:
-            rows.append({"id": r["id"], "prompt": r["instruction"][:60], "method": method,
-                         "required_words": r["target_words"], "words": r["words"],
-                         "ratio": round(r["words"] / r["target_words"], 2),
-                         "repetition": r.get("repetition", lw_text.repetition(r.get("text", ""))),
-                         "loop_free_words": lw_text.count_words(lw_text.loop_free(r.get("text", ""))),
+        for r in map(lambda d: Answer.from_dict(d).to_dict(), records):
+            rows.append({"id": r["id"], "prompt": r["prompt"][:60], "method": method,
+                         "required_words": r["length"], "words": r["words"],
+                         "ratio": round(r["words"] / r["length"], 2),
+                         "repetition": r.get("repetition", lw_text.repetition(r.get("response", ""))),
+                         "loop_free_words": lw_text.count_words(lw_text.loop_free(r.get("response", ""))),
                          "status": r["status"], "plan_mode": r.get("plan_mode", ""),
                          "completion_tokens": r.get("completion_tokens", 0),
                          "seconds": round(r.get("seconds") or 0.0, 1)})

@@ -70,24 +70,25 @@ class AgentWriteConfig:
 
 
 def make_items(instructions, default_target: int = 2000) -> list[dict]:
-    """Normalise instructions: strings, or dicts with ``instruction``/``prompt``, optional
-    ``target_words``/``length`` and ``id``. A missing length is read from the instruction's text
-    ("a 5000-word essay"), else ``default_target``; ``target_source`` says which."""
+    """Normalise instructions to ``lw.records.Prompt`` dicts (``id``, ``prompt``, ``length``,
+    ``length_source``): strings, or dicts with ``prompt`` (or the older ``instruction``),
+    optional ``length`` (``target_words``) and ``id``. A missing length is read from the text
+    ("a 5000-word essay"), else ``default_target``; ``length_source`` says which."""
     items = []
     for raw in instructions:
-        item = {"instruction": raw} if isinstance(raw, str) else dict(raw)
-        instr = (item.get("instruction") or item.get("prompt") or "").strip()
+        item = {"prompt": raw} if isinstance(raw, str) else dict(raw)
+        instr = (item.get("prompt") or item.get("instruction") or "").strip()
         if not instr:
             raise LwError(f"empty instruction in {raw!r:.100}: every item needs text to write.")
-        target = item.get("target_words") or item.get("length")
+        target = item.get("length") or item.get("target_words")
         source = "given"
         if not target:
             target, source = infer_target_words(instr, default_target)
         if int(target) < 1:
             raise LwError(f"target length must be positive, got {target} for {instr[:60]!r}.")
         key = item.get("id") or hashlib.sha1(instr.encode()).hexdigest()[:12]
-        items.append({"id": str(key), "instruction": instr, "target_words": int(target),
-                      "target_source": source})
+        items.append({"id": str(key), "prompt": instr, "length": int(target),
+                      "length_source": source})
     ids = [i["id"] for i in items]
     if len(set(ids)) != len(ids):
         raise LwError("two items share an id; give each instruction its own 'id'.")

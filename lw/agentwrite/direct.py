@@ -3,6 +3,7 @@
 from lw import text
 from lw.agentwrite.writer import make_items
 from lw.llm.base import ChatModel
+from lw.records import Answer
 from lw.store import ResultStore
 
 
@@ -13,12 +14,12 @@ def write_direct(model: ChatModel, instructions, path, max_new_tokens: int,
     store = ResultStore(path, key="id")
     todo = [i for i in items if i["id"] not in store]
     if todo:
-        outs = model.generate([i["instruction"] for i in todo], max_new_tokens=max_new_tokens,
+        outs = model.generate([i["prompt"] for i in todo], max_new_tokens=max_new_tokens,
                               temperature=temperature, seed=seed, errors="return", **settings)
         for item, out in zip(todo, outs, strict=True):
             store.add({**item, "status": "failed" if out.error else "done", "error": out.error,
-                       "mode": "direct", "text": out.text, "words": text.count_words(out.text),
+                       "mode": "direct", "response": out.text, "words": text.count_words(out.text),
                        "repetition": round(text.repetition(out.text), 3),
                        "completion_tokens": out.completion_tokens, "seconds": out.seconds,
                        "finish_reason": out.finish_reason, "model": model.info()})
-    return [store.get(i["id"]) for i in items]
+    return [Answer.from_dict(store.get(i["id"])).to_dict() for i in items]

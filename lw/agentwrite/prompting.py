@@ -50,8 +50,8 @@ class KitPrompts:
         return self.scaffold.tag
 
     def plan(self, item: dict) -> str:
-        return self.scaffold.render("plan", instruction=item["instruction"],
-                                    target_words=item["target_words"])
+        return self.scaffold.render("plan", instruction=item["prompt"],
+                                    target_words=item["length"])
 
     def write(self, item: dict, steps: list[PlanStep], plan_raw: str, paragraphs: list[str],
               replies: list[str], k: int, parallel: bool) -> str:
@@ -67,7 +67,7 @@ class KitPrompts:
             context = t.render("so_far", text="\n\n".join(paragraphs[:k]))
         else:
             context = t.render("so_far_empty")
-        return t.render("write", instruction=item["instruction"], plan="\n".join(lines),
+        return t.render("write", instruction=item["prompt"], plan="\n".join(lines),
                         context=context, step=k + 1, n_steps=len(steps), step_line=lines[k],
                         words=steps[k].words)
 
@@ -99,13 +99,13 @@ class OfficialPrompts:
                                                    if "scaffold" in v else []))
 
     def plan(self, item: dict) -> str:
-        return official.render("plan", INST=item["instruction"])
+        return official.render("plan", INST=item["prompt"])
 
     def write(self, item: dict, steps: list[PlanStep], plan_raw: str, paragraphs: list[str],
               replies: list[str], k: int, parallel: bool) -> str:
         """Paragraph ``k``'s prompt (0-based), filled as the module docstring says."""
         text = "" if parallel else "\n\n".join(replies[:k]).strip()
-        return official.render("write", INST=item["instruction"], PLAN=official_plan(plan_raw),
+        return official.render("write", INST=item["prompt"], PLAN=official_plan(plan_raw),
                                TEXT=text, STEP=(steps[k].source or steps[k].main_point).strip())
 
 

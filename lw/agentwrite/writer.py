@@ -13,6 +13,7 @@ from lw.agentwrite.plan import PlanStep, check_plan, parse_plan, scaffold_steps,
 from lw.agentwrite.prompting import OfficialPrompts, prompt_set
 from lw.errors import LwError
 from lw.llm.base import ChatModel, Request
+from lw.records import Answer
 from lw.store import ResultStore
 
 
@@ -74,11 +75,14 @@ class AgentWriter:
         for s in todo:
             if s.error is None and s.steps:
                 self._finish(s)
-        return [s.final or self._failure(s) for s in states]
+        # Records stored before 2026-11-26 say instruction/target_words/text: read them in
+        # today's names (lw.records), so callers see one vocabulary.
+        return [Answer.from_dict(s.final).to_dict() if s.final else self._failure(s)
+                for s in states]
 
     def _resume(self, item: dict, retry_failed: bool) -> _State:
         key = item["id"]
-        lang = self.config.language or text.language(item["instruction"])
+        lang = self.config.language or text.language(item["prompt"])
         s = _State(item, lang)
         s.final = self.store.get(f"{key}/final")
         n = self._failures(key)
@@ -125,12 +129,12 @@ class AgentWriter:
                     self._fail(s, "plan", out.error)
                     continue
                 try:
-                    steps = parse_plan(out.text, s.item["target_words"])
-                    problem = check_plan(steps, s.item["target_words"])
+                    steps = parse_plan(out.text, s.item["length"])
+                    problem = check_plan(steps, s.item["length"])
                 except LwError as exc:
                     steps, problem = None, str(exc)
                 if problem is None:
-                    note = unread_counts_note(steps, s.item["target_words"])
+                    note = unread_counts_note(steps, s.item["length"])
                     self._save_plan(s, steps, out.text, "free", note, _stats("plan", out))
                 elif cfg.plan_mode == "auto" and self.model.supports_prefix:
                     s.plan_note = f"free-form plan unusable ({problem[:200]}); scaffolded"
@@ -164,7 +168,7 @@ class AgentWriter:
                 self._fail(s, "plan", f"{self.model.spec} cannot continue a prefix, so plans "
                                       "cannot be scaffolded; use plan_mode='free'")
             return
-        counts = {id(s): scaffold_steps(s.item["target_words"], self.config.scaffold_words_per_step)
+        counts = {id(s): scaffold_steps(s.item["length"], self.config.scaffold_words_per_step)
                   for s in states}
         lines = {id(s): [] for s in states}
         stats = {id(s): {"step": "plan", "prompt_tokens": 0, "completion_tokens": 0,
@@ -201,7 +205,7 @@ class AgentWriter:
         for s in states:
             if s.error is None:
                 raw = "\n".join(lines[id(s)])
-                steps = parse_plan(raw, s.item["target_words"])
+                steps = parse_plan(raw, s.item["length"])
                 note = s.plan_note
                 if self.config.prompts == "official":
                     note = "; ".join(filter(None, [note, "scaffold lines from the kit's "
@@ -302,7 +306,7 @@ class AgentWriter:
             "key": f"{s.item['id']}/final", **s.item, "status": "done", "language": s.lang,
             "mode": self.config.mode, "plan_mode": s.plan_mode, "plan_note": s.plan_note,
             "plan_raw": s.plan_raw, "plan": [st.to_dict() for st in s.steps],
-            "paragraphs": s.paragraphs, "text": body, "words": text.count_words(body),
+            "paragraphs": s.paragraphs, "response": body, "words": text.count_words(body),
             "repetition": round(text.repetition(body), 3),
             "model": self.model.info(), **self._prompt_fields(s),
             "settings": asdict(self.config), "steps": s.stats,
@@ -313,7 +317,7 @@ class AgentWriter:
     def _failure(self, s: _State) -> dict:
         return {**s.item, "status": "failed", "error": s.error, "language": s.lang,
                 "mode": self.config.mode, "plan_mode": s.plan_mode, "paragraphs": s.paragraphs,
-                "text": "", "words": 0, "model": self.model.info(), **self._prompt_fields(s)}
+                "response": "", "words": 0, "model": self.model.info(), **self._prompt_fields(s)}
 
     def _prompt_fields(self, s: _State) -> dict:
         """Which prompts ran: the set, one version string and each file's version."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lw import text
 from lw.errors import LwError
+from lw.records import Answer
 from lw.store import jsonl_lines
 
 HERE = Path(__file__).parent
@@ -49,7 +50,7 @@ class BuildResult:
         """One row per input item: id, target, words, repetition, kept, reason."""
         import pandas as pd
 
-        rows = [{**{k: r.get(k) for k in ("id", "target_words", "words", "repetition")},
+        rows = [{**{k: r.get(k) for k in ("id", "length", "words", "repetition")},
                  "kept": r.get("reason") is None, "reason": r.get("reason")}
                 for r in self.kept_records + self.rejected]
         return pd.DataFrame(rows)
@@ -106,25 +107,25 @@ def instructions(source: str = "kit", n: int | None = None, min_words: int = 0,
 
 def check(record: dict, filters: Filters = Filters()) -> str | None:
     """Why an AgentWrite (or direct) record is not usable as training data, or None if it is."""
-    if record.get("status") != "done":
+    record = Answer.from_dict(record)
+    if record.status != "done":
         return f"failed ({(record.get('error') or 'unknown').split(':')[0]})"
-    words = record.get("words", text.count_words(record.get("text", "")))
+    words = record.words if record.words is not None else text.count_words(record.response)
     if words < filters.min_words:
         return "empty"
-    target = record.get("target_words")
-    if target and words < filters.min_ratio * target:
+    if record.length and words < filters.min_ratio * record.length:
         return "too short"
-    if text.repetition(record.get("text", "")) > filters.max_repetition:
+    if text.repetition(record.response) > filters.max_repetition:
         return "repetitive"
     return None
 
 
 def to_conversation(record: dict) -> dict:
     """A kept record in chat format, with where it came from."""
-    return {"messages": [{"role": "user", "content": record["instruction"]},
-                         {"role": "assistant", "content": record["text"].strip()}],
-            "id": record["id"], "words": record["words"],
-            "target_words": record.get("target_words")}
+    record = Answer.from_dict(record)
+    return {"messages": [{"role": "user", "content": record.prompt},
+                         {"role": "assistant", "content": record.response.strip()}],
+            "id": record.id, "words": record.words, "length": record.length}
 
 
 def select(records: list[dict], filters: Filters = Filters()) -> BuildResult:
@@ -175,7 +176,7 @@ def short_answers(model, folder, prompts=None, max_new_tokens: int = 256,
     path = keyed_path(folder, f"{name}-answers", model=model.spec,
                       max_new_tokens=max_new_tokens, **settings)
     preds = predict(model, prompts, path, max_new_tokens=max_new_tokens, **settings)
-    records = [{**p, "instruction": p["prompt"], "text": p.get("response", ""),
+    records = [{**p, "response": p.get("response", ""),
                 "status": "done" if p.get("status") == "done" and (
                     p.get("finish_reason") == "stop" or not require_stop) else "failed", "error": p.get("error") or "cut off at the token budget"}
                for p in preds]
