@@ -5,6 +5,11 @@
     res = results(preds, judgements)            # S, S_l, S_q, per bucket, coverage, truncation
     ruler_table(preds)                          # per required length: mean / max words
 
+    write_official_preds(preds, "models/mine/pred.jsonl")     # what the paper's scripts score
+    theirs = read_official_preds("models/LongWriter-glm4-9b/pred.jsonl", rows)
+    judged = read_official_judgements("models/LongWriter-glm4-9b/judge.jsonl", theirs)
+    results(theirs, judged)                     # their files, scored by the kit
+
 Predictions are batched and resumable (keyed by prompt id): each record holds the response, its
 word count, repetition, tokens, finish reason (``truncated`` when the token limit cut it), seconds,
 model and settings. Failed items are returned with their error but not stored, so a rerun retries
@@ -15,7 +20,19 @@ import math
 
 from lw import scoring, text
 from lw.errors import LwError
+from lw.official_files import (  # the official pred.jsonl / judge.jsonl, re-exported here
+    official_totals,
+    read_official_judgements,
+    read_official_preds,
+    write_official_judgements,
+    write_official_preds,
+)
 from lw.store import ResultStore
+
+__all__ = ["VERSION", "length_table", "max_output_length", "official_totals", "paired_words",
+           "predict", "predict_agentwrite", "quality", "read_official_judgements",
+           "read_official_preds", "results", "results_table", "ruler_table", "run_model",
+           "save_results", "write_official_judgements", "write_official_preds"]
 
 VERSION = 1
 
@@ -98,7 +115,9 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
 
     Returns:
         dict with S, S_l, S_q, per-bucket S_l and S_q (``S_l[<bucket>]``), per-dimension
-        scores, n, truncated, failed, judge coverage (%) and judge mode.
+        scores, n, truncated, failed, and the judge's coverage (%), mode, protocol and
+        ``judge_answers_cut`` (answers the judge saw cut by ``max_answer_chars``; None where
+        the judgements predate that record).
     """
     table = length_table(preds)
     out = {"n": len(table), "S_l": _mean(table["S_l"]), "truncated": int(table["truncated"].sum()),
@@ -107,17 +126,25 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
     for _, _, label in scoring.BUCKETS:
         out[f"S_l{label}"] = _mean(table.loc[table["bucket"] == label, "S_l"])
     out.update(quality(judgements, {p["id"]: scoring.bucket(p["length"]) for p in preds})
-               if judgements is not None else {"S_q": None, "judge_coverage": None})
+               if judgements is not None else {"S_q": None, "judge_coverage": None,
+                                               "judge_answers_cut": None})
     out["S"] = scoring.overall(out["S_l"], out["S_q"])
     return out
 
 
 def quality(judgements: list[dict], buckets: dict[str, str] | None = None) -> dict:
     """S_q from judge records: each dimension's mean rating m -> (m - 1) * 25, S_q = their mean.
-    Items the judge never scored are left out of the means and counted in ``judge_coverage``."""
+    Items the judge never scored are left out of the means and counted in ``judge_coverage``;
+    ``judge_answers_cut`` counts the answers the judge saw only in part (``answer_cut``)."""
     scored = [j for j in judgements if j.get("scores")]
+    # Judgements stored before the judge recorded cuts (it cut at 60,000 characters, silently)
+    # cannot say: None, not 0.
+    unknown = any(j.get("scores") and "answer_cut" not in j for j in judgements)
     out = {"judge_coverage": round(100.0 * len(scored) / len(judgements), 1) if judgements
-           else None, "judge_mode": sorted({j.get("mode", "?") for j in judgements})}
+           else None, "judge_mode": sorted({j.get("mode", "?") for j in judgements}),
+           "judge_protocol": sorted({j.get("protocol", "kit") for j in judgements}),
+           "judge_answers_cut": None if unknown else sum(1 for j in judgements
+                                                         if j.get("answer_cut"))}
     dims = {d: scoring.dimension_score(sum(j["scores"][d] for j in scored) / len(scored))
             if scored else None for d in scoring.DIMENSIONS}
     out.update({f"q:{d}": v for d, v in dims.items()})
@@ -187,15 +214,14 @@ def predict_agentwrite(model, rows: list[dict], path, config=None) -> list[dict]
     (``truncated`` is never set: AgentWrite has no overall budget)."""
     from lw.agentwrite import AgentWriter
 
-    items = [{"id": r["id"], "instruction": r["prompt"], "target_words": r["length"]}
-             for r in rows]
+    items = [{"id": r["id"], "prompt": r["prompt"], "length": r["length"]} for r in rows]
     records = AgentWriter(model, path, config).run(items)
     out = []
     for row, rec in zip(rows, records, strict=True):
         if rec["status"] != "done":
             out.append({**row, "status": "failed", "error": rec.get("error")})
             continue
-        out.append({**row, "status": "done", "response": rec["text"], "words": rec["words"],
+        out.append({**row, "status": "done", "response": rec["response"], "words": rec["words"],
                     "repetition": rec["repetition"], "completion_tokens": rec["completion_tokens"],
                     "finish_reason": "stop", "truncated": False, "seconds": rec["seconds"],
                     "model": {**rec["model"], "method": "agentwrite"},
@@ -204,21 +230,28 @@ def predict_agentwrite(model, rows: list[dict], path, config=None) -> list[dict]
     return out
 
 
-def run_model(spec: str, rows: list[dict], folder, batch_size: int = 8, **settings):
-    """Load ``spec`` and predict ``rows`` into a file under ``folder`` named by model and
-    settings (so reruns resume). ``agentwrite:<spec>`` writes with AgentWrite on that model
-    (sequential, scaffolded plans where needed). Returns (model, predictions)."""
+def run_model(spec: str, rows: list[dict], folder, batch_size: int = 8,
+              load_options: dict | None = None, **settings):
+    """Load ``spec`` and predict ``rows`` into a file under ``folder`` named by model, load
+    options and settings (so reruns resume). ``agentwrite:<spec>`` writes with AgentWrite on
+    that model (sequential, scaffolded plans where needed). ``load_options`` go to
+    ``lw.llm.load`` (e.g. ``lw.llm.paper_options(spec)``: prompt_format, trust_remote_code).
+    Returns (model, predictions)."""
     import lw
     from lw.agentwrite import AgentWriteConfig
     from lw.store import keyed_path
 
+    load_options = dict(load_options or {})
+    # Only options that are set name the file, so runs from before they existed still resume.
+    identity = {"load": load_options} if load_options else {}
     if spec.startswith("agentwrite:"):
-        model = lw.llm.load(spec.removeprefix("agentwrite:"), batch_size=batch_size)
+        model = lw.llm.load(spec.removeprefix("agentwrite:"), batch_size=batch_size,
+                            **load_options)
         config = AgentWriteConfig(temperature=settings.get("temperature", 0.8),
                                   repetition_penalty=settings.get("repetition_penalty", 1.1),
                                   seed=settings.get("seed", 0), retry_short=1)
-        path = keyed_path(folder, "agentwrite", model=spec, **vars(config))
+        path = keyed_path(folder, "agentwrite", model=spec, **identity, **vars(config))
         return model, predict_agentwrite(model, rows, path, config)
-    model = lw.llm.load(spec, batch_size=batch_size)
-    path = keyed_path(folder, "preds", model=spec, **settings)
+    model = lw.llm.load(spec, batch_size=batch_size, **load_options)
+    path = keyed_path(folder, "preds", model=spec, **identity, **settings)
     return model, predict(model, rows, path, **settings)

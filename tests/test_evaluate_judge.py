@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lw import evaluate, judge, scoring
+from lw import evaluate, judge, scoring, store
 from lw.errors import LwError
 from lw.llm.fake import ScriptedChatModel
 
@@ -162,3 +162,31 @@ def test_paired_words_line_up_prompts_and_count_the_longer_ones():
     assert longer == {"SFT": 2}
     with pytest.raises(LwError, match="base"):
         evaluate.paired_words({"SFT": tuned})
+
+
+def test_results_count_the_answers_the_judge_saw_cut(tmp_path):
+    preds = [{**r, "status": "done", "response": "word " * (5 * (i + 1))}
+             for i, r in enumerate(ROWS)]  # 25, 50, 75 and 100 characters
+    judged = judge.judge(ScriptedChatModel(GOOD), preds, tmp_path / "j.jsonl",
+                         max_answer_chars=60)
+    res = evaluate.results(preds, judged)
+    assert res["judge_answers_cut"] == 2 and res["judge_coverage"] == 100.0
+    assert res["judge_protocol"] == ["kit"]
+    whole = judge.judge(ScriptedChatModel(GOOD), preds, tmp_path / "k.jsonl")
+    assert evaluate.results(preds, whole)["judge_answers_cut"] == 0
+    # Judgements stored before the judge recorded cuts cannot say how many it cut.
+    old = [{k: v for k, v in j.items() if k != "answer_cut"} for j in whole]
+    assert evaluate.results(preds, old)["judge_answers_cut"] is None
+    assert evaluate.results(preds)["judge_answers_cut"] is None
+
+
+def test_run_model_loads_with_its_options_and_files_by_them(tmp_path):
+    settings = dict(max_new_tokens=2, temperature=0.0)
+    plain, _ = evaluate.run_model("tiny-random", ROWS[:1], tmp_path, 2, **settings)
+    inst, preds = evaluate.run_model("tiny-random", ROWS[:1], tmp_path, 2,
+                                     load_options={"prompt_format": "inst"}, **settings)
+    assert (plain.prompt_format, inst.prompt_format) == ("chat", "inst")
+    assert preds[0]["model"]["prompt_format"] == "inst"
+    # Without options the file is the one runs made before options existed (they resume).
+    old = store.keyed_path(tmp_path, "preds", model="tiny-random", **settings)
+    assert old.exists() and len(list(tmp_path.glob("preds-*.jsonl"))) == 2

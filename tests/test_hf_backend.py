@@ -125,3 +125,80 @@ def test_cuda_picks_bf16():
     model = lw.llm.load("tiny-random")
     assert model.device.startswith("cuda") and "bfloat16" in model.info()["dtype"]
     assert model.generate(["hi"], max_new_tokens=4)[0].completion_tokens > 0
+
+
+def test_inst_format_feeds_pred_py_ids_to_the_model(tiny_exact):
+    """prompt_format="inst": the raw "[INST]...[/INST]" text tokenized with the tokenizer's
+    defaults, as pred.py does. SmolLM2's tokenizer adds no BOS, so a copy that adds one (as
+    Llama 3.1's does) shows the defaults are used; greedy text equals transformers' own
+    generate on those ids (fp32: the same arithmetic)."""
+    from transformers import AutoTokenizer
+
+    from lw.llm.embedded import tiny_random_dir
+
+    tok = AutoTokenizer.from_pretrained(tiny_random_dir(), add_bos_token=True)
+    model = lw.llm.hf.HFChatModel(tiny_exact.model, tok, "tiny-inst", batch_size=2,
+                                  prompt_format="inst")
+    prompt = "Write 300 words on rivers."
+    ids = model.prompt_ids([{"role": "user", "content": prompt}])
+    assert ids == tok(f"[INST]{prompt}[/INST]").input_ids and ids[0] == tok.bos_token_id
+    assert model.prompt_ids([{"role": "user", "content": prompt}], "Rivers") == \
+        tok(f"[INST]{prompt}[/INST]Rivers").input_ids
+    out = model.generate([prompt], max_new_tokens=6)[0]
+    assert out.prompt_tokens == len(ids)
+    with torch.inference_mode():
+        ref = tiny_exact.model.generate(torch.tensor([ids], device=tiny_exact.device),
+                                        max_new_tokens=6, do_sample=False, pad_token_id=0)
+    assert out.text == tok.decode(ref[0, len(ids):], skip_special_tokens=True)
+    assert model.info()["prompt_format"] == "inst"
+    for conv in ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+                 [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"},
+                  {"role": "user", "content": "More."}]):
+        with pytest.raises(LwError, match="exactly one user message"):
+            model.generate([conv], max_new_tokens=2)
+
+
+def test_load_takes_the_prompt_format_for_local_models(tiny):
+    inst = lw.llm.load("tiny-random", prompt_format="inst", batch_size=2)
+    assert inst.render([{"role": "user", "content": "hi"}]) == "[INST]hi[/INST]"
+    assert inst.prompt_ids([{"role": "user", "content": "hi"}]) == \
+        inst.tokenizer("[INST]hi[/INST]").input_ids
+    assert tiny.prompt_format == "chat" and "<|im_start|>" in tiny.render(
+        [{"role": "user", "content": "hi"}])
+    with pytest.raises(LwError, match="prompt_format must be one of"):
+        lw.llm.load("tiny-random", prompt_format="llama")
+    for spec in ("fake:x", "openai:gpt-4o"):
+        with pytest.raises(LwError, match="apply to models the kit loads"):
+            lw.llm.load(spec, prompt_format="inst")
+    with pytest.raises(LwError, match="apply to models the kit loads"):
+        lw.llm.load("fake:x", trust_remote_code=True)
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_trust_remote_code_reaches_tokenizer_and_model(monkeypatch, trust):
+    import transformers
+
+    from lw.llm.embedded import tiny_random_dir
+
+    seen = {}
+    for cls in (transformers.AutoTokenizer, transformers.AutoModelForCausalLM):
+        original = cls.from_pretrained
+
+        def record(path, *args, _cls=cls.__name__, _original=original, **kwargs):
+            seen[_cls] = kwargs.get("trust_remote_code", "not passed")
+            return _original(path, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", record)
+    model = lw.llm.load(f"hf:{tiny_random_dir()}", device="cpu",
+                        **({"trust_remote_code": True} if trust else {}))
+    assert seen == {"AutoTokenizer": trust, "AutoModelForCausalLM": trust}
+    assert model.prompt_format == "chat"
+
+
+def test_paper_options_name_the_released_models():
+    assert lw.llm.paper_options("hf:THUDM/LongWriter-llama3.1-8b") == {"prompt_format": "inst"}
+    assert lw.llm.paper_options("vllm:THUDM/LongWriter-glm4-9b") == {"trust_remote_code": True}
+    assert lw.llm.paper_options("agentwrite:hf:THUDM/LongWriter-llama3.1-8b") == \
+        {"prompt_format": "inst"}
+    assert lw.llm.paper_options("hf:Qwen/Qwen2.5-7B-Instruct") == {}
+    assert lw.llm.paper_options("tiny-random") == {}

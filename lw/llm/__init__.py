@@ -17,48 +17,89 @@ Specs:
 Options go to the backend (batch_size, device, dtype; base_url, api_key, concurrency,
 max_retries; for vllm:, start_timeout and vLLM engine arguments, passed as flags) except
 generation settings (max_new_tokens, temperature, top_p, repetition_penalty, seed, stop,
-min_new_tokens), which become the model's defaults.
+min_new_tokens), which become the model's defaults. Two options every local backend takes:
+
+    prompt_format       "chat" (default: the model's chat template) or "inst": the raw text
+                        "[INST]<prompt>[/INST]" with the tokenizer's defaults (BOS added), as the
+                        paper's evaluation/pred.py prompts LongWriter-llama3.1-8b; one user
+                        message per conversation (an assistant prefix follows "[/INST]")
+    trust_remote_code   run a checkpoint's own modelling/tokenizer code (LongWriter-glm4-9b);
+                        default False
+
+``RELEASED`` holds the paper's two released checkpoints with the options that run them as
+``pred.py`` did: ``lw.llm.load("hf:THUDM/LongWriter-llama3.1-8b", **lw.llm.paper_options(spec))``.
 """
 
 from dataclasses import fields
 
 from lw.errors import LwError
 from lw.llm.base import (
+    PROMPT_FORMATS,
     ChatModel,
     Conversation,
     Generation,
     GenerationConfig,
     Request,
+    check_prompt_format,
     generation_table,
 )
 
-__all__ = ["ChatModel", "Conversation", "Generation", "GenerationConfig", "Request", "SPECS",
-           "generation_table", "load"]
+__all__ = ["PROMPT_FORMATS", "RELEASED", "ChatModel", "Conversation", "Generation",
+           "GenerationConfig", "Request", "SPECS", "generation_table", "load", "paper_options"]
 
 SPECS = ("smollm2-135m", "tiny-random", "hf:<id or path>", "openai:<model>",
          "vllm:<id or path>", "fake:<reply>")
 
+# The paper's released checkpoints and how evaluation/pred.py runs them: the llama model on the
+# raw "[INST]...[/INST]" text; the GLM-4 model through its own code (model.chat renders the
+# chat template its tokenizer ships, which the kit's "chat" format renders too).
+RELEASED = {
+    "THUDM/LongWriter-llama3.1-8b": {"prompt_format": "inst"},
+    "THUDM/LongWriter-glm4-9b": {"trust_remote_code": True},
+}
 
-def load(spec: str, **options) -> ChatModel:
-    """A chat model for ``spec`` (see the module docstring for the forms it takes)."""
+
+def paper_options(spec: str) -> dict:
+    """The load options that run ``spec`` as the paper ran it: ``RELEASED``'s entry for a
+    released checkpoint behind any backend prefix (``hf:``, ``vllm:``, ``agentwrite:hf:``),
+    else ``{}``."""
+    model_id = spec.removeprefix("agentwrite:").partition(":")[2]
+    return dict(RELEASED.get(model_id, {}))
+
+
+def load(spec: str, prompt_format: str = "chat", trust_remote_code: bool = False,
+         **options) -> ChatModel:
+    """A chat model for ``spec`` (see the module docstring for the forms it takes and the
+    options). ``prompt_format`` and ``trust_remote_code`` apply to the local backends and
+    ``vllm:``; an ``openai:`` or ``fake:`` model refuses "inst" and ``trust_remote_code=True``
+    (the server, not the kit, decides how its model is prompted and loaded)."""
     gen_names = {f.name for f in fields(GenerationConfig)}
     config = GenerationConfig(**{k: options.pop(k) for k in list(options) if k in gen_names})
+    check_prompt_format(prompt_format)
     kind, _, rest = spec.partition(":")
+    local = dict(prompt_format=prompt_format, trust_remote_code=trust_remote_code)
+    if kind in ("openai", "fake") and (prompt_format != "chat" or trust_remote_code):
+        raise LwError(f"{spec}: prompt_format={prompt_format!r} and trust_remote_code="
+                      f"{trust_remote_code} apply to models the kit loads (hf:, vllm:). An "
+                      "openai: server applies its own chat template and loads its own model: "
+                      "start it with the settings you need (vLLM: --trust-remote-code; the "
+                      "'[INST]' format through vllm:<id> with prompt_format='inst').")
     if spec == "smollm2-135m":
         from lw.llm.embedded import smollm2_dir
         from lw.llm.hf import HFChatModel
 
-        model = HFChatModel.from_pretrained(str(smollm2_dir()), spec=spec, **options)
+        model = HFChatModel.from_pretrained(str(smollm2_dir()), spec=spec, **local, **options)
     elif spec == "tiny-random" or spec.startswith("tiny-random:"):
         from lw.llm.embedded import tiny_random_dir
         from lw.llm.hf import HFChatModel
 
         seed = int(rest) if rest else 0
-        model = HFChatModel.from_pretrained(str(tiny_random_dir(seed)), spec=spec, **options)
+        model = HFChatModel.from_pretrained(str(tiny_random_dir(seed)), spec=spec, **local,
+                                            **options)
     elif kind == "hf" and rest:
         from lw.llm.hf import HFChatModel
 
-        model = HFChatModel.from_pretrained(rest, spec=spec, **options)
+        model = HFChatModel.from_pretrained(rest, spec=spec, **local, **options)
     elif kind == "openai" and rest:
         from lw.llm.openai_compat import OpenAIChatModel
 
@@ -66,7 +107,7 @@ def load(spec: str, **options) -> ChatModel:
     elif kind == "vllm" and rest:
         from lw.llm.vllm_backend import load_vllm
 
-        model = load_vllm(rest, spec=spec, **options)
+        model = load_vllm(rest, spec=spec, **local, **options)
     elif kind == "fake":
         from lw.llm.fake import ScriptedChatModel
 

@@ -106,11 +106,40 @@ def as_conversation(item: str | Sequence[Message]) -> Conversation:
     return conv
 
 
+PROMPT_FORMATS = ("chat", "inst")
+
+
+def check_prompt_format(prompt_format: str) -> str:
+    """``prompt_format`` if it is one the kit knows ("chat" or "inst"), else an LwError."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise LwError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}: "
+                      "'chat' renders the model's chat template, 'inst' the raw "
+                      "'[INST]prompt[/INST]' text of the paper's pred.py.")
+    return prompt_format
+
+
+def inst_prompt(conv: Conversation, prefix: str | None = None) -> str:
+    """The ``"inst"`` prompt format: the raw text ``[INST]<user message>[/INST]``, as the
+    official ``evaluation/pred.py`` prompts LongWriter-llama3.1-8b (no chat template, no system
+    message), then the assistant ``prefix`` if any, since the reply follows ``[/INST]`` directly.
+
+    The format has one user turn only: anything else is refused rather than guessed at.
+    """
+    if len(conv) != 1 or conv[0]["role"] != "user":
+        roles = [m["role"] for m in conv]
+        raise LwError(f"prompt_format='inst' takes exactly one user message (pred.py's "
+                      f"'[INST]prompt[/INST]' has no system message and no earlier turns); got "
+                      f"roles {roles}. Join them into one user message, or load the model with "
+                      "prompt_format='chat'.")
+    return f"[INST]{conv[0]['content']}[/INST]" + (prefix or "")
+
+
 class ChatModel(ABC):
     """Base class: argument checking and settings here, generation in ``_generate``."""
 
     spec: str = "?"
     supports_prefix: bool = False
+    prompt_format: str = "chat"  # "inst": pred.py's raw [INST] text (hf:, vllm: only)
 
     def __init__(self, spec: str, config: GenerationConfig | None = None):
         self.spec = spec

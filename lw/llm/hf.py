@@ -9,13 +9,27 @@ runs in bf16 where supported; on CPU in fp32. The engine reuses the keys and val
 replies for prompts that start the same way (``lw.llm.prefix``; ``prefix_cache_bytes=0`` turns
 it off, ``model.prefixes.clear()`` forgets them after the weights change).
 
+``prompt_format="inst"`` prompts as the paper's ``evaluation/pred.py`` prompts
+LongWriter-llama3.1-8b: the raw text ``[INST]<prompt>[/INST]`` tokenized with the tokenizer's
+defaults (so with the BOS token where the tokenizer adds one), no chat template.
+``trust_remote_code=True`` lets a checkpoint with its own modelling code load (LongWriter-glm4-9b);
+it runs that code, so only for checkpoints you trust.
+
     model = HFChatModel.from_pretrained("HuggingFaceTB/SmolLM2-360M-Instruct", batch_size=16)
+    llama = HFChatModel.from_pretrained("THUDM/LongWriter-llama3.1-8b", prompt_format="inst")
 """
 
 import os
 
 from lw.errors import LwError
-from lw.llm.base import ChatModel, Generation, GenerationConfig, clock
+from lw.llm.base import (
+    ChatModel,
+    Generation,
+    GenerationConfig,
+    check_prompt_format,
+    clock,
+    inst_prompt,
+)
 from lw.llm.engine import Engine, Job, supported
 from lw.llm.prefix import PrefixStore
 
@@ -44,14 +58,18 @@ class HFChatModel(ChatModel):
         prefix_cache_bytes: memory for reusable prompt caches (continuous engine only).
         cuda_graphs: decode with a static cache and CUDA graphs (``lw.llm.slots``); None: on
             wherever the model is on CUDA and the continuous engine runs it.
+        prompt_format: "chat" (the tokenizer's chat template) or "inst" (pred.py's raw
+            ``[INST]prompt[/INST]``, one user message only; see the module docstring).
     """
 
     supports_prefix = True
 
     def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
                  config: GenerationConfig | None = None, engine: str = "continuous",
-                 prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None):
+                 prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
+                 prompt_format: str = "chat"):
         super().__init__(spec, config)
+        self.prompt_format = check_prompt_format(prompt_format)
         if engine not in ("continuous", "hf"):
             raise LwError(f"engine must be 'continuous' or 'hf', got {engine!r}.")
         self.model = model.eval()
@@ -75,14 +93,21 @@ class HFChatModel(ChatModel):
     def from_pretrained(cls, path: str, spec: str | None = None, device: str | None = None,
                         dtype=None, batch_size: int = 8, engine: str = "continuous",
                         prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
+                        prompt_format: str = "chat", trust_remote_code: bool = False,
                         **kwargs) -> "HFChatModel":
-        """Load a folder or hub id. Offline, a model missing from the local cache is a clear error."""
+        """Load a folder or hub id. Offline, a model missing from the local cache is a clear error.
+
+        ``trust_remote_code`` goes to both the tokenizer's and the model's ``from_pretrained``;
+        other ``kwargs`` to the model's only."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        check_prompt_format(prompt_format)
         device, auto_dtype = pick_device(device)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or auto_dtype, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or auto_dtype,
+                                                         trust_remote_code=trust_remote_code,
+                                                         **kwargs)
         except OSError as exc:
             offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
             hint = (
@@ -92,10 +117,15 @@ class HFChatModel(ChatModel):
             )
             raise LwError(f"cannot load model '{path}': {hint}. ({exc})") from exc
         return cls(model.to(device), tokenizer, spec or f"hf:{path}", batch_size=batch_size,
-                   engine=engine, prefix_cache_bytes=prefix_cache_bytes, cuda_graphs=cuda_graphs)
+                   engine=engine, prefix_cache_bytes=prefix_cache_bytes, cuda_graphs=cuda_graphs,
+                   prompt_format=prompt_format)
 
     def render(self, conv, prefix: str | None = None) -> str:
-        """The prompt text the model sees: chat template, generation prompt, then the prefix."""
+        """The prompt text the model sees: chat template, generation prompt, then the prefix
+        (``"inst"``: ``[INST]<message>[/INST]`` then the prefix; the tokenizer may add a BOS
+        token to it, see ``prompt_ids``)."""
+        if self.prompt_format == "inst":
+            return inst_prompt(conv, prefix)
         if self.tokenizer.chat_template:
             text = self.tokenizer.apply_chat_template(conv, add_generation_prompt=True,
                                                       tokenize=False)
@@ -104,8 +134,19 @@ class HFChatModel(ChatModel):
             text += "Assistant:"
         return text + (prefix or "")
 
+    def prompt_ids(self, conv, prefix: str | None = None) -> list[int]:
+        """The token ids the model is given for ``conv`` (and an assistant ``prefix``).
+
+        "chat": the rendered template, whose text already holds any special tokens, without
+        adding more. "inst": the tokenizer's defaults, as pred.py calls it (BOS added where the
+        tokenizer adds one: Llama 3.1's does)."""
+        text = self.render(conv, prefix)
+        if self.prompt_format == "inst":
+            return self.tokenizer(text).input_ids
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
     def _ids(self, conv, prefix) -> list[int]:
-        return self.tokenizer(self.render(conv, prefix), add_special_tokens=False).input_ids
+        return self.prompt_ids(conv, prefix)
 
     def _engine(self) -> Engine:
         if not self.cuda_graphs:
@@ -226,6 +267,7 @@ class HFChatModel(ChatModel):
     def info(self) -> dict:
         return {**super().info(), "device": self.device, "dtype": str(self.model.dtype),
                 "batch_size": self.batch_size, "engine": self.engine,
+                "prompt_format": self.prompt_format,
                 "prefix_cache_bytes": self.prefixes.max_bytes, "cuda_graphs": self.cuda_graphs}
 
 

@@ -179,25 +179,42 @@ class OpenAIChatModel(ChatModel):
         raise RuntimeError(f"gave up after {self.max_retries + 1} attempts: {last}")
 
     def _request(self, conv, prefix, cfg) -> Generation:
-        import openai
-
         messages = list(conv)
-        body: dict = {}
+        kwargs, body = self._sampling(cfg)
         if prefix:
             messages.append({"role": "assistant", "content": prefix})
             body.update(continue_final_message=True, add_generation_prompt=False)
+        resp = self._send(self._client.chat.completions.create, messages=messages, **kwargs,
+                          extra_body=body or None)
+        try:
+            choice = resp.choices[0]
+            text = choice.message.content or ""
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise _Retryable(f"malformed response: {str(resp)[:200]}") from exc
+        return self._generation(resp, text)
+
+    def _sampling(self, cfg) -> tuple[dict, dict]:
+        """(standard request fields, server extensions) for ``cfg``."""
+        body: dict = {}
         if cfg.repetition_penalty != 1.0:
             body["repetition_penalty"] = cfg.repetition_penalty  # vLLM / llama.cpp extension
         if cfg.min_new_tokens:
             body["min_tokens"] = cfg.min_new_tokens
-        kwargs = dict(model=self.model, messages=messages, max_tokens=cfg.max_new_tokens,
+        kwargs = dict(model=self.model, max_tokens=cfg.max_new_tokens,
                       temperature=cfg.temperature, top_p=cfg.top_p)
         if cfg.seed is not None:
             kwargs["seed"] = cfg.seed
         if cfg.stop:
             kwargs["stop"] = list(cfg.stop)
+        return kwargs, body
+
+    def _send(self, create, **kwargs):
+        """``create(**kwargs)`` (a client endpoint), its failures sorted into retryable ones
+        (``_Retryable``), setup problems (``LwError``) and wrong requests (``RuntimeError``)."""
+        import openai
+
         try:
-            resp = self._client.chat.completions.create(**kwargs, extra_body=body or None)
+            return create(**kwargs)
         except openai.RateLimitError as exc:
             raise _Retryable(f"429 rate limited: {_short(exc)}", _retry_after(exc)) from exc
         except openai.InternalServerError as exc:
@@ -216,10 +233,12 @@ class OpenAIChatModel(ChatModel):
             raise RuntimeError(f"{exc.status_code} from server: {_short(exc)}") from exc
         except (ValueError, TypeError) as exc:  # a body that is not the JSON promised
             raise _Retryable(f"malformed response: {exc}") from exc
+
+    @staticmethod
+    def _generation(resp, text: str) -> Generation:
+        """A Generation from a completion response whose reply text is ``text``."""
         try:
-            choice = resp.choices[0]
-            text = choice.message.content or ""
-            reason = choice.finish_reason or "stop"
+            reason = resp.choices[0].finish_reason or "stop"
             usage = resp.usage
         except (AttributeError, IndexError, TypeError) as exc:
             raise _Retryable(f"malformed response: {str(resp)[:200]}") from exc

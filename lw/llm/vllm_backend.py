@@ -24,6 +24,13 @@ kit passes to every backend, has no meaning here (vLLM schedules its own batches
 ``max_num_seqs``) and is dropped. ``server=False`` keeps the old in-process ``vllm.LLM`` engine
 (``VLLMChatModel``; options are then ``vllm.LLM`` arguments).
 
+``prompt_format="inst"`` (the paper's ``pred.py`` format for LongWriter-llama3.1-8b, see
+``lw.llm.base.inst_prompt``): the server is sent the raw text ``[INST]<prompt>[/INST]`` on its
+``/v1/completions`` route with ``add_special_tokens`` on, so vLLM tokenizes it as the tokenizer's
+defaults do (BOS added) and applies no chat template; in process, the kit tokenizes it with
+vLLM's tokenizer's defaults and passes the ids. ``trust_remote_code=True`` becomes
+``--trust-remote-code`` (in process: ``vllm.LLM(trust_remote_code=True)``).
+
 Needs CUDA and ``pip install 'lw[gpu]'``; without them ``load`` stops at once saying so.
 """
 
@@ -34,7 +41,7 @@ import secrets
 import sys
 
 from lw.errors import LwError
-from lw.llm.base import ChatModel, Generation, clock
+from lw.llm.base import ChatModel, Generation, check_prompt_format, clock, inst_prompt
 from lw.llm.managed_server import ManagedServer
 from lw.llm.openai_compat import OpenAIChatModel
 
@@ -121,19 +128,37 @@ class VLLMServerChatModel(OpenAIChatModel):
     Generic over the server (``VLLMServer`` in use, any ``ManagedServer`` serving
     ``server.model_name`` with the assistant-prefix extension in tests)."""
 
-    def __init__(self, server: ManagedServer, spec: str, concurrency: int = 128, **client):
+    def __init__(self, server: ManagedServer, spec: str, concurrency: int = 128,
+                 prompt_format: str = "chat", **client):
         client.setdefault("timeout", 3600.0)  # a 10,000-word reply takes minutes in a full batch
         super().__init__(server.model_name, spec=spec, base_url=server.base_url,
                          api_key=server.api_key, concurrency=concurrency,
                          continue_final_message=True, **client)
         self.server = server
+        self.prompt_format = check_prompt_format(prompt_format)
 
     def _request(self, conv, prefix, cfg) -> Generation:
         try:
+            if self.prompt_format == "inst":
+                return self._complete(inst_prompt(conv, prefix), cfg)
             return super()._request(conv, prefix, cfg)
         except Exception:
             self.server.check_alive()  # a dead server: say so with its output, do not retry
             raise
+
+    def _complete(self, prompt: str, cfg) -> Generation:
+        """One raw-text request on /v1/completions: no chat template; vLLM's
+        ``add_special_tokens`` (its default there, set anyway) adds the BOS token as the
+        tokenizer's defaults do."""
+        kwargs, body = self._sampling(cfg)
+        resp = self._send(self._client.completions.create, prompt=prompt, **kwargs,
+                          extra_body={**body, "add_special_tokens": True})
+        try:
+            text = resp.choices[0].text or ""
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise RuntimeError(f"malformed completion from the vLLM server: {str(resp)[:200]}") \
+                from exc
+        return self._generation(resp, text)
 
     def close(self) -> None:
         """Stop the server and release its GPU memory. Safe to call twice."""
@@ -152,7 +177,7 @@ class VLLMServerChatModel(OpenAIChatModel):
         except importlib.metadata.PackageNotFoundError:
             version = None
         return {**super().info(), "server": f"kit-managed {self.server.name}",
-                "vllm_version": version,
+                "vllm_version": version, "prompt_format": self.prompt_format,
                 "engine_args": dict(getattr(self.server, "engine_args", {}))}
 
     def __repr__(self) -> str:
@@ -161,18 +186,24 @@ class VLLMServerChatModel(OpenAIChatModel):
                 f"{self.server.base_url}, {state})>")
 
 
-def load_vllm(model: str, spec: str | None = None, server: bool = True, **options) -> ChatModel:
+def load_vllm(model: str, spec: str | None = None, server: bool = True,
+              prompt_format: str = "chat", trust_remote_code: bool = False,
+              **options) -> ChatModel:
     """``lw.llm.load("vllm:...")``: a chat model on a kit-managed vLLM server, or with
     ``server=False`` the in-process engine (see the module docstring for the options)."""
     spec = spec or f"vllm:{model}"
+    check_prompt_format(prompt_format)
     options.pop("batch_size", None)  # vLLM schedules its own batches (module docstring)
     if not server:
-        return VLLMChatModel(model, spec=spec, **options)
+        return VLLMChatModel(model, spec=spec, prompt_format=prompt_format,
+                             trust_remote_code=trust_remote_code, **options)
+    if trust_remote_code:  # only the flag: an absent flag is vLLM's own default (False)
+        options["trust_remote_code"] = True
     client = {k: options.pop(k) for k in CLIENT_OPTIONS if k in options}
     served = VLLMServer(model, **options)
     client.setdefault("concurrency", served.engine_args["max_num_seqs"])
     try:
-        return VLLMServerChatModel(served, spec, **client)
+        return VLLMServerChatModel(served, spec, prompt_format=prompt_format, **client)
     except BaseException:
         served.close()
         raise
@@ -186,8 +217,10 @@ class VLLMChatModel(ChatModel):
 
     supports_prefix = True
 
-    def __init__(self, model: str, spec: str | None = None, **engine_args):
+    def __init__(self, model: str, spec: str | None = None, prompt_format: str = "chat",
+                 trust_remote_code: bool = False, **engine_args):
         super().__init__(spec or f"vllm:{model}")
+        self.prompt_format = check_prompt_format(prompt_format)
         reason = vllm_available()
         if reason:
             raise LwError(f"cannot load {self.spec}: {reason}. On CPU use hf:{model} instead, or "
@@ -195,7 +228,7 @@ class VLLMChatModel(ChatModel):
         import vllm
 
         engine_args.pop("batch_size", None)  # vLLM schedules its own batches
-        self.llm = vllm.LLM(model=model, **engine_args)
+        self.llm = vllm.LLM(model=model, trust_remote_code=trust_remote_code, **engine_args)
 
     def _generate(self, convs, prefixes, cfg, *, progress, errors):
         from vllm import SamplingParams
@@ -204,6 +237,8 @@ class VLLMChatModel(ChatModel):
                                 top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty,
                                 seed=cfg.seed, stop=list(cfg.stop) or None,
                                 min_tokens=cfg.min_new_tokens)
+        if self.prompt_format == "inst":
+            return self._generate_inst(convs, prefixes, params, progress)
         results: list[Generation | None] = [None] * len(convs)
         # vLLM takes the continue-the-last-message switch per call: one call with, one without.
         for with_prefix in (False, True):
@@ -223,3 +258,19 @@ class VLLMChatModel(ChatModel):
                 results[i] = Generation(o.text, len(out.prompt_token_ids), len(o.token_ids),
                                         reason, seconds)
         return results
+
+    def info(self) -> dict:
+        return {**super().info(), "prompt_format": self.prompt_format}
+
+    def _generate_inst(self, convs, prefixes, params, progress) -> list[Generation]:
+        """pred.py's format: ``[INST]...[/INST]`` (+ prefix) tokenized with the tokenizer's
+        defaults (BOS added), given to vLLM as token ids so nothing else is added."""
+        tokenizer = self.llm.get_tokenizer()
+        prompts = [{"prompt_token_ids": tokenizer.encode(inst_prompt(c, p))}
+                   for c, p in zip(convs, prefixes, strict=True)]
+        start = clock()
+        outs = self.llm.generate(prompts, params, use_tqdm=bool(progress))
+        seconds = clock() - start
+        return [Generation(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids),
+                           "length" if o.outputs[0].finish_reason == "length" else "stop", seconds)
+                for o in outs]
