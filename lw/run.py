@@ -120,6 +120,28 @@ def collect(out: Path, timings: dict | None = None) -> dict:
     return summary
 
 
+def restore_checked_counts(paths_=None) -> list[Path]:
+    """Give the nbval check cells (metadata ``keep_output``) back the execution count their
+    stored outputs carry: nbstripout keeps their outputs but clears the count, and nbval then
+    refuses them ("Unrun reference cell has outputs"). ``make strip`` runs this after it.
+    Returns the notebooks changed."""
+    changed = []
+    for path in paths_ or notebooks():
+        path = Path(path)
+        nb = json.loads(path.read_text())
+        touched = False
+        for cell in nb["cells"]:
+            keep = cell.get("metadata", {}).get("keep_output")
+            if cell["cell_type"] == "code" and keep and cell.get("outputs") \
+                    and cell.get("execution_count") is None:
+                cell["execution_count"] = 1
+                touched = True
+        if touched:
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            changed.append(path)
+    return changed
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lw.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default=os.environ.get("LW_SIZE", "small"),

@@ -77,3 +77,19 @@ def test_cli_reports_failure_with_exit_code(kit, monkeypatch, capsys):
 def test_unknown_notebook_selection(kit):
     with pytest.raises(LwError, match="no notebooks match"):
         run.run("mock", only=["99"], folder=kit / "notebooks", out=kit / "runs")
+
+
+def test_make_strip_leaves_notebooks_nbval_can_check(tmp_path):
+    """nbstripout clears the check cells' execution counts (their outputs stay); nbval then
+    refuses them. The strip target restores the counts, and only for those cells."""
+    import shutil
+    import subprocess
+    import sys
+
+    src = sorted(p for p in (run.paths.home() / "notebooks").glob("0*.ipynb"))[0]
+    nb = tmp_path / src.name
+    shutil.copy(src, nb)
+    before = json.loads(nb.read_text())
+    subprocess.run([sys.executable, "-m", "nbstripout", "--keep-id", str(nb)], check=True)
+    assert run.restore_checked_counts([nb]) == [nb]
+    assert json.loads(nb.read_text()) == before
