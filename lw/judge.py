@@ -1,109 +1,261 @@
 """LongBench-Write quality judge with any model spec (arXiv 2408.07055, section 4).
 
-Two modes, recorded with every judgement (``mode="auto"``, the default, takes ``prob`` for
-local models and ``text`` otherwise):
-- ``text``: the judge writes a reply ending in a JSON object of six 1-5 ratings, read by
-  ``lw.scoring.parse_judgement``. Invalid replies are retried (``retries``, 5 by default, each
-  with a fresh seed); items never scored are stored as unscored and reported as coverage, never
-  dropped and never defaulted, unless ``official=True`` asks for the official script's habits
-  (a missing dimension counts 3; an item that never parses is dropped).
-- ``prob`` (local transformers models only): the kit writes ``{"Relevance": `` itself and reads
-  the judge's next-token probabilities for the digits 1-5; the score is their expectation, then
-  the likeliest digit is written and the next dimension asked. It cannot fail to parse, which
-  makes a small local judge usable.
+Two protocols, recorded with every judgement (``protocol`` and ``prompt_version``):
+- ``kit`` (default): the kit's own prompt (``lw/prompts/judge_en.txt``), in one of two modes
+  (``mode="auto"`` takes ``prob`` for local models and ``text`` otherwise):
+  - ``text``: the judge writes a reply ending in a JSON object of six 1-5 ratings, read by
+    ``lw.scoring.parse_judgement``. Invalid replies are retried (``retries``, 5 by default,
+    each with a fresh seed); an item never scored is stored unscored, with its reason.
+  - ``prob`` (local transformers models only): the kit writes ``{"Relevance": `` itself and
+    reads the judge's next-token probabilities for the digits 1-5; the score is their
+    expectation, then the likeliest digit is written and the next dimension asked. It cannot
+    fail to parse, which makes a small local judge usable.
+- ``official``: the paper's ``evaluation/eval_quality.py`` as it runs: its judge prompt
+  (fetched by ``lw.official``), one user message, temperature 0.5, 1,024 new tokens, replies
+  read by ``parse_judgement(official=True)``, asked again while its counter of tries is under 5
+  (counted as the script counts, ``lw.scoring.read_official``), and its drop rule: an item never
+  scored is left out of S_q. The kit still stores it (unscored, reason ``DROPPED``) so a rerun
+  does not ask again, and ``coverage`` reports it.
+
+The judge sees the whole answer unless ``max_answer_chars`` caps it; every record says how many
+characters were judged out of how many (``judged_chars``, ``answer_chars``, ``answer_cut``).
 
     judgements = judge(model, preds, "runs/small/judge.jsonl", mode="prob")
+    judgements = judge(gpt4o, preds, "runs/full/judge-official.jsonl", protocol="official")
+    coverage(judgements)  # scored, unscored by reason, answers cut
 """
 
-import json
+from collections import Counter
 
+from lw import official as official_prompts
 from lw import prompts, scoring
 from lw.errors import LwError
 from lw.store import ResultStore
 
-MAX_RESPONSE_CHARS = 60_000  # very long answers are cut for the judge's context
+PROTOCOLS = ("kit", "official")
+# The kit protocol's defaults; the official ones are eval_quality.py's and cannot be changed.
+KIT_SETTINGS = {"retries": 5, "temperature": 0.5, "max_new_tokens": 512}
+OFFICIAL_SETTINGS = {"retries": scoring.OFFICIAL_TRIES, "temperature": 0.5,
+                     "max_new_tokens": 1024}
+DROPPED = "dropped by the official rule"
+UNTOTALLABLE = "accepted by the official script, which cannot total it"
+NEVER_PARSED = "no valid judgement"
+NO_PREDICTION = "no prediction"
+NO_FIT = "does not fit the judge's context"
 
 
-def judge(model, preds: list[dict], path, mode: str = "auto", retries: int = 5,
-          official: bool = False, temperature: float = 0.5, max_new_tokens: int = 512,
-          progress: bool = True) -> list[dict]:
-    """Judge every prediction (resumable, keyed by id); returns one record per prediction:
-    ``{"id", "scores" (dict or None), "mode", "attempts", "error", "judge", "prompt_version"}``.
+def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | None = None,
+          protocol: str = "kit", max_answer_chars: int | None = None,
+          temperature: float | None = None, max_new_tokens: int | None = None,
+          progress: bool = True, official: bool | None = None) -> list[dict]:
+    """Judge every prediction (resumable, keyed by id).
+
+    Args:
+        model: the judge, any ``lw.llm`` chat model.
+        preds: records with "id", "prompt", "response" (and "status"; failed ones are not
+            judged).
+        path: the JSONL store; rerunning with the same path skips what is stored.
+        mode: "auto", "text" or "prob" (the kit protocol; the official one is "text").
+        retries, temperature, max_new_tokens: the kit protocol's settings (defaults in
+            ``KIT_SETTINGS``); the official protocol refuses values other than its own.
+        protocol: "kit" or "official" (see the module docstring).
+        max_answer_chars: judge at most this many characters of each answer (None: all).
+        official: removed; use ``protocol="official"``.
+
+    Returns:
+        One record per prediction, in order: ``{"id", "scores" (dict or None), "unscored"
+        (reason or None), "error", "protocol", "prompt_version", "mode", "judge", "attempts",
+        "answer_chars", "judged_chars", "answer_cut", "max_answer_chars"}``; the official
+        protocol adds "tries" (its counter) and "raw_scores" (the dict it would write).
     """
-    if mode == "auto":  # probabilities where the model exposes them, else text
-        mode = "prob" if hasattr(model, "tokenizer") else "text"
-    if mode not in ("text", "prob"):
-        raise LwError(f"judge mode must be 'auto', 'text' or 'prob', got {mode!r}.")
-    if mode == "prob" and not hasattr(model, "tokenizer"):
-        raise LwError(f"the probability judge reads next-token probabilities, which {model.spec} "
-                      "does not expose: use a local model (hf:, smollm2-135m) or mode='text'.")
+    if official is not None:
+        raise LwError("judge(official=...) is gone: protocol='official' runs the paper's judge "
+                      "prompt, settings, retries and drop rule; protocol='kit' (default) the kit's.")
+    if protocol not in PROTOCOLS:
+        raise LwError(f"judge protocol must be 'kit' or 'official', got {protocol!r}.")
+    if max_answer_chars is not None and (not isinstance(max_answer_chars, int)
+                                         or max_answer_chars < 1):
+        raise LwError(f"max_answer_chars must be a positive int or None (the whole answer), got "
+                      f"{max_answer_chars!r}.")
+    settings = _settings(protocol, retries=retries, temperature=temperature,
+                         max_new_tokens=max_new_tokens)
+    mode = _mode(model, mode, protocol)
     store = ResultStore(path, key="id")
+    base = {"protocol": protocol, "mode": mode, "judge": model.info(),
+            "prompt_version": (official_prompts.version("judge") if protocol == "official"
+                               else prompts.load("judge", "en").tag),
+            "max_answer_chars": max_answer_chars}
+    _check_store(store, preds, base, path)
     todo = [p for p in preds if p.get("status", "done") == "done" and p["id"] not in store]
-    template = prompts.load("judge", "en")
-    base = {"mode": mode, "judge": model.info(), "prompt_version": template.tag,
-            "official": official}
+    if todo and protocol == "official":
+        official_prompts.locate("judge")  # fetch and verify before the first call
+    asks = {p["id"]: _prompt(protocol, p, max_answer_chars) for p in todo}
     if mode == "prob":
-        from tqdm.auto import tqdm
-
-        for p in tqdm(todo, desc=f"judge {model.spec}", disable=not progress):
-            store.add({"id": p["id"], **base, "scores": prob_scores(model, _prompt(template, p)),
-                       "attempts": 1, "error": None})
+        _judge_prob(model, todo, store, base, asks, progress)
+    elif protocol == "official":
+        _judge_official(model, todo, store, base, asks)
     else:
-        _judge_text(model, todo, store, base, template, retries, official, temperature,
-                    max_new_tokens)
+        _judge_text(model, todo, store, base, asks, settings)
     out = []
     for p in preds:
         rec = store.get(p["id"])
         if rec is None:  # the prediction itself failed: nothing to judge
-            rec = {"id": p["id"], **base, "scores": None, "attempts": 0,
-                   "error": "no prediction"}
-        if official and rec["scores"] is None:
-            continue  # the official script silently drops these
+            rec = {"id": p["id"], **base, "scores": None, "unscored": NO_PREDICTION,
+                   "attempts": 0, "error": p.get("error")}
         out.append(rec)
     return out
 
 
-def _prompt(template, pred: dict) -> str:
-    return template.render("judge", instruction=pred["prompt"],
-                           response=pred.get("response", "")[:MAX_RESPONSE_CHARS])
+def coverage(judgements: list[dict]) -> dict:
+    """What a results table reports about the judge: how many items were scored, why the others
+    were not (``judge_unscored_reasons``, e.g. ``DROPPED``), how many answers the judge saw cut
+    (``judge_answers_cut``), and the protocols and prompt versions that ran.
+    ``judge_coverage``, ``judge_answers_cut`` and ``judge_protocol`` are the values
+    ``lw.evaluate.quality`` reports under those names."""
+    n = len(judgements)
+    scored = sum(1 for j in judgements if j.get("scores"))
+    reasons = Counter(j.get("unscored") or "unknown" for j in judgements if not j.get("scores"))
+    # Judgements stored before cuts were recorded (the judge cut at 60,000 characters, silently)
+    # cannot say: None, as lw.evaluate.quality reports it.
+    unknown = any(j.get("scores") and "answer_cut" not in j for j in judgements)
+    return {"judge_coverage": round(100.0 * scored / n, 1) if n else None,
+            "judge_scored": scored, "judge_unscored": n - scored,
+            "judge_unscored_reasons": dict(sorted(reasons.items())),
+            "judge_dropped_official": reasons.get(DROPPED, 0),
+            "judge_answers_cut": None if unknown else sum(1 for j in judgements
+                                                          if j.get("answer_cut")),
+            "judge_protocol": sorted({j.get("protocol", "kit") for j in judgements}),
+            "judge_prompt_version": sorted({str(j.get("prompt_version")) for j in judgements})}
 
 
-def _judge_text(model, todo, store, base, template, retries, official, temperature,
-                max_new_tokens) -> None:
+def _settings(protocol: str, **given) -> dict:
+    if protocol == "kit":
+        return {k: KIT_SETTINGS[k] if v is None else v for k, v in given.items()}
+    changed = {k: v for k, v in given.items() if v is not None and v != OFFICIAL_SETTINGS[k]}
+    if changed:
+        raise LwError(f"protocol='official' runs eval_quality.py's settings {OFFICIAL_SETTINGS}; "
+                      f"{changed} would change them. Leave them out, or use protocol='kit'.")
+    return dict(OFFICIAL_SETTINGS)
+
+
+def _mode(model, mode: str, protocol: str) -> str:
+    local = hasattr(model, "tokenizer")  # next-token probabilities need the local weights
+    if mode not in ("auto", "text", "prob"):
+        raise LwError(f"judge mode must be 'auto', 'text' or 'prob', got {mode!r}.")
+    if protocol == "official":
+        if mode == "prob":
+            raise LwError("the official protocol reads written replies: use mode='text' (or "
+                          "'auto'), or protocol='kit' for the probability judge.")
+        return "text"
+    if mode == "auto":
+        return "prob" if local else "text"
+    if mode == "prob" and not local:
+        raise LwError(f"the probability judge reads next-token probabilities, which {model.spec} "
+                      "does not expose: use a local model (hf:, smollm2-135m) or mode='text'.")
+    return mode
+
+
+def _check_store(store, preds, base, path) -> None:
+    """Refuse to mix judgements made another way into one file (they would be averaged
+    together): records stored before protocols existed count as the kit's."""
+    wanted = (base["protocol"], base["prompt_version"], base["max_answer_chars"])
+    for p in preds:
+        rec = store.get(p["id"])
+        if rec is None:
+            continue
+        had = ("kit (missing dimensions counted 3)" if rec.get("official")
+               else rec.get("protocol", "kit"), rec.get("prompt_version"),
+               rec.get("max_answer_chars", base["max_answer_chars"]))
+        if had != wanted:
+            raise LwError(f"{path} holds judgements made with protocol, prompt, answer cap "
+                          f"{had}, not {wanted}: give this run another path (lw.store.keyed_path "
+                          "with the protocol and cap) or delete the file.")
+
+
+def _prompt(protocol: str, pred: dict, cap: int | None) -> tuple[str, dict]:
+    """The judge's prompt for one prediction, and what part of the answer it holds."""
+    answer = pred.get("response") or ""
+    judged = answer if cap is None else answer[:cap]
+    if protocol == "official":
+        text = official_prompts.render("judge", INST=pred["prompt"], RESPONSE=judged)
+    else:
+        text = prompts.load("judge", "en").render("judge", instruction=pred["prompt"],
+                                                  response=judged)
+    return text, {"answer_chars": len(answer), "judged_chars": len(judged),
+                  "answer_cut": len(judged) < len(answer)}
+
+
+def _judge_text(model, todo, store, base, asks, settings) -> None:
     pending = {p["id"]: p for p in todo}
     errors: dict[str, str] = {}
-    for attempt in range(1, retries + 1):
+    for attempt in range(1, settings["retries"] + 1):
         if not pending:
             break
-        items = list(pending.values())
-        outs = model.generate([_prompt(template, p) for p in items], errors="return",
-                              temperature=temperature, max_new_tokens=max_new_tokens,
-                              seed=attempt)
-        for p, out in zip(items, outs, strict=True):
+        ids = list(pending)
+        outs = model.generate([asks[i][0] for i in ids], errors="return",
+                              temperature=settings["temperature"],
+                              max_new_tokens=settings["max_new_tokens"], seed=attempt)
+        for pid, out in zip(ids, outs, strict=True):
             try:
                 if out.finish_reason == "error":
-                    raise scoring.JudgementError(out.error)
-                scores = (_parse_official(out.text) if official
-                          else scoring.parse_judgement(out.text))
+                    raise scoring.JudgementError(f"the judge call failed: {out.error}")
+                scores = scoring.parse_judgement(out.text)
             except scoring.JudgementError as exc:
-                errors[p["id"]] = str(exc)
+                errors[pid] = str(exc)
                 continue
-            store.add({"id": p["id"], **base, "scores": scores, "attempts": attempt,
-                       "error": None})
-            del pending[p["id"]]
-    for p in pending.values():  # never scored: kept, and counted in the coverage
-        store.add({"id": p["id"], **base, "scores": None, "attempts": retries,
-                   "error": errors.get(p["id"])})
+            store.add({"id": pid, **base, **asks[pid][1], "scores": scores, "unscored": None,
+                       "attempts": attempt, "error": None})
+            del pending[pid]
+    for pid in pending:  # never scored: kept, and counted in the coverage
+        store.add({"id": pid, **base, **asks[pid][1], "scores": None, "unscored": NEVER_PARSED,
+                   "attempts": settings["retries"], "error": errors.get(pid)})
 
 
-def _parse_official(text: str) -> dict:
-    """The official script's reading: any JSON object; a missing dimension counts 3."""
-    obj = scoring._find_json_object(text or "")
-    if obj is None:
-        raise scoring.JudgementError("no JSON object")
-    filled = {d: 3 for d in scoring.DIMENSIONS}
-    filled.update({d: v for d, v in obj.items() if d in filled})
-    return scoring.parse_judgement(json.dumps(filled))
+def _judge_official(model, todo, store, base, asks) -> None:
+    """eval_quality.py's loop, batched: each round asks every item still pending once."""
+    tries = {p["id"]: 0 for p in todo}
+    pending, attempt = list(tries), 0
+    while pending:
+        attempt += 1
+        outs = model.generate([asks[i][0] for i in pending], errors="return", seed=attempt,
+                              temperature=OFFICIAL_SETTINGS["temperature"],
+                              max_new_tokens=OFFICIAL_SETTINGS["max_new_tokens"])
+        still = []
+        for pid, out in zip(pending, outs, strict=True):
+            if out.finish_reason == "error":
+                # The script retries the transport itself (as the kit's backends do), then
+                # reads its "Max tries. Failed." text as an unreadable reply: one try.
+                reading = scoring.OfficialReading(False, None, None, 1,
+                                                  f"the judge call failed: {out.error}")
+            else:
+                reading = scoring.read_official(out.text)
+            rec = {"id": pid, **base, **asks[pid][1], "attempts": attempt,
+                   "error": reading.reason}
+            if reading.accepted:
+                store.add({**rec, "scores": reading.scores, "tries": tries[pid],
+                           "raw_scores": reading.raw,
+                           "unscored": None if reading.scores else UNTOTALLABLE})
+                continue
+            tries[pid] += reading.tries
+            if tries[pid] >= scoring.OFFICIAL_TRIES:
+                store.add({**rec, "scores": None, "tries": tries[pid], "raw_scores": None,
+                           "unscored": DROPPED})
+            else:
+                still.append(pid)
+        pending = still
+
+
+def _judge_prob(model, todo, store, base, asks, progress) -> None:
+    from tqdm.auto import tqdm
+
+    for p in tqdm(todo, desc=f"judge {model.spec}", disable=not progress):
+        prompt, answer = asks[p["id"]]
+        try:
+            scores, error = prob_scores(model, prompt), None
+        except scoring.JudgementError as exc:
+            scores, error = None, str(exc)
+        store.add({"id": p["id"], **base, **answer, "scores": scores,
+                   "unscored": None if scores else NO_FIT, "attempts": 1, "error": error})
 
 
 def prob_scores(model, prompt: str) -> dict[str, float]:
@@ -112,6 +264,10 @@ def prob_scores(model, prompt: str) -> dict[str, float]:
     One forward pass over the prompt and ``{"Relevance": ``; then, for each dimension, the
     probabilities of the tokens "1".."5" give the expectation, the likeliest digit and the next
     key are appended, reusing the KV cache, so a judgement costs one prefill plus a few tokens.
+
+    Raises:
+        JudgementError: the prompt is longer than the judge's context window (set
+            ``max_answer_chars`` to judge a cut answer instead).
     """
     import torch
 
@@ -124,6 +280,10 @@ def prob_scores(model, prompt: str) -> dict[str, float]:
     text = model.render([{"role": "user", "content": prompt}],
                         prompts.load("judge", "en").render("prob_prefix"))
     ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids.to(model.device)
+    window = getattr(model.model.config, "max_position_embeddings", None)
+    if window and ids.shape[1] + 40 > window:  # ~40 tokens: the five keys and digits appended
+        raise scoring.JudgementError(f"the judge prompt has {ids.shape[1]} tokens, beyond "
+                                     f"{model.spec}'s {window}: set max_answer_chars")
     scores, past = {}, None
     with torch.inference_mode():
         for k, dim in enumerate(scoring.DIMENSIONS):

@@ -12,8 +12,11 @@ S_q is the mean of the six. S = (S_l + S_q) / 2.
 import json
 import math
 import re
+from dataclasses import dataclass
 
-VERSION = 1  # bump on any change to these definitions
+# Bump on any change to these definitions. 2: the judge parsers (the official reading; the
+# default one accepts raw line breaks and nested objects and no longer fills anything).
+VERSION = 2
 DIMENSIONS = ("Relevance", "Accuracy", "Coherence", "Clarity", "Breadth and Depth",
               "Reading Experience")
 # Required-length buckets of LongBench-Write: [0,500), [500,2k), [2k,4k), [4k,20k]
@@ -56,28 +59,118 @@ class JudgementError(ValueError):
     """A judge reply that does not hold six valid 1-5 ratings (the message says what is wrong)."""
 
 
-def parse_judgement(text: str) -> dict[str, float]:
+# The official evaluation/eval_quality.py asks the judge again while a reply is unread and its
+# counter of tries is below this.
+OFFICIAL_TRIES = 5
+_OFFICIAL_FENCE = re.compile(r"```json\n(.*?)\n```", flags=re.S)
+
+
+@dataclass(frozen=True)
+class OfficialReading:
+    """How the official ``evaluation/eval_quality.py`` reads one judge reply.
+
+    Attributes:
+        accepted: the script stops asking and writes the item, with ``raw`` as its "scores".
+        scores: the six dimensions as the script's totals read them (``float(v)``); None when
+            not accepted, or when accepted but the totals cannot read it (the script then
+            crashes at its last step: ``reason`` says so).
+        raw: what ``json.loads`` returned (the dict the script writes, "Analysis" included).
+        tries: how many of its ``OFFICIAL_TRIES`` tries the reply used up.
+        reason: why the reply was not accepted or cannot be totalled; None when scored.
+    """
+
+    accepted: bool
+    scores: dict[str, float] | None
+    raw: object = None
+    tries: int = 0
+    reason: str | None = None
+
+
+def read_official(text: str | None) -> OfficialReading:
+    """The official script's reading of one reply, step by step (eval_quality.py at the pinned
+    commit of ``lw.official``):
+
+    1. If the text contains "```json", keep the first match of ``r'```json\n(.*?)\n```'``
+       (DOTALL); no match is an exception there: one try used.
+    2. Delete every "\n" (so a line break inside a JSON string is no longer an error), then
+       ``json.loads``; a failure uses one try.
+    3. Test the six dimensions in order with ``dim not in scores``. At the first missing one the
+       script sets its scores to None and counts a try; the next test then runs on None and
+       raises, which counts another: a reply whose first missing dimension is the last one
+       ("Reading Experience") uses 1 try, any other missing dimension 2. A loaded value that
+       ``in`` cannot test (null, a number, true, false) raises at once: 1 try; all but null
+       are not None, so the script then stops asking and writes them.
+    4. Totals read ``float(scores[dim])``: no range check (7, -1, NaN pass); a value ``float``
+       refuses ("4/5", null) or a written reply that is not a dict makes the script crash.
+    """
+    if not isinstance(text, str):  # the API's content can be null: `in` on None raises
+        return OfficialReading(False, None, None, 1, "the reply has no text")
+    body = text
+    if "```json" in body:
+        m = _OFFICIAL_FENCE.search(body)
+        if m is None:
+            return OfficialReading(False, None, None, 1, "a ```json fence that the official "
+                                   "pattern (```json, newline, ..., newline, ```) does not match")
+        body = m.group(1)
+    try:
+        obj = json.loads(body.replace("\n", ""))
+    except (ValueError, RecursionError) as exc:
+        return OfficialReading(False, None, None, 1, f"not JSON once newlines are deleted ({exc})")
+    try:
+        for i, dim in enumerate(DIMENSIONS):
+            if dim not in obj:
+                return OfficialReading(False, None, obj, 1 if i == len(DIMENSIONS) - 1 else 2,
+                                       f"lacks '{dim}'")
+    except TypeError:  # null, a number, true or false: `in` cannot test it
+        if obj is None:  # the script's scores stay None: it asks again
+            return OfficialReading(False, None, obj, 1, "the JSON is null")
+        return OfficialReading(True, None, obj, 1, f"the official script writes {obj!r} as "
+                               "scores and then crashes totalling it")
+    try:
+        scores = {dim: float(obj[dim]) for dim in DIMENSIONS}
+    except (TypeError, ValueError, OverflowError) as exc:
+        return OfficialReading(True, None, obj, 0, "the official script accepts this reply and "
+                               f"then crashes totalling it ({exc})")
+    return OfficialReading(True, scores, obj, 0, None)
+
+
+def parse_judgement(text: str, official: bool = False) -> dict[str, float] | None:
     """The six ratings from a judge's reply.
 
-    Accepts a JSON object anywhere in the text: fenced (```json ... ```), after prose, over many
-    lines, with ratings as numbers or strings ("4", "4/5"), with keys in any case. Rejects a
-    missing dimension or a rating outside 1-5.
+    ``official=True``: exactly the official script's reading (``read_official``): its scores
+    where it accepts the reply, None where it would ask again. A reply it accepts but cannot
+    total (a non-numeric value, a JSON that is not an object) raises JudgementError: the script
+    would crash there rather than ask again.
+
+    Default: accepts everything the official reading accepts, with the same values, and more: a
+    JSON object anywhere in the text (fenced with or without "json", after prose, over many
+    lines, with raw line breaks inside strings), the object holding the six ratings even when a
+    field such as "Analysis" is itself an object, ratings written "4/5", keys in any case. Values
+    are read as ``float`` reads them, then must lie in 1-5.
 
     Raises:
-        JudgementError: no JSON object, a missing dimension, or an invalid rating.
+        JudgementError: (default) no JSON object, a missing dimension, or an invalid rating.
     """
-    obj = _find_json_object(text or "")
+    reading = read_official(text)
+    if official:
+        if reading.accepted and reading.scores is None:
+            raise JudgementError(reading.reason)
+        return reading.scores
+    if reading.scores is not None and isinstance(reading.raw, dict):
+        obj = reading.raw  # the official reading's own object, so both agree wherever it scores
+    else:
+        obj = _find_judgement_object(text or "")
     if obj is None:
         raise JudgementError(f"no JSON object in the judge's reply: {(text or '')[:120]!r}")
-    by_key = {_norm(k): v for k, v in obj.items()}
     scores = {}
     for dim in DIMENSIONS:
-        if _norm(dim) not in by_key:
+        found, value = _lookup(obj, dim)
+        if not found:
             raise JudgementError(f"the judgement lacks '{dim}'")
-        value = _rating(by_key[_norm(dim)])
-        if value is None or not 1 <= value <= 5:
-            raise JudgementError(f"'{dim}' must be a rating from 1 to 5, got {by_key[_norm(dim)]!r}")
-        scores[dim] = value
+        rating = _rating(value)
+        if rating is None or not 1 <= rating <= 5:
+            raise JudgementError(f"'{dim}' must be a rating from 1 to 5, got {value!r}")
+        scores[dim] = rating
     return scores
 
 
@@ -85,28 +178,46 @@ def _norm(key) -> str:
     return re.sub(r"[^a-z]", "", str(key).lower())
 
 
+def _lookup(obj: dict, dim: str) -> tuple[bool, object]:
+    """The value of ``dim`` in ``obj``: the exact key first, else one spelt differently."""
+    if dim in obj:
+        return True, obj[dim]
+    for key, value in obj.items():
+        if _norm(key) == _norm(dim):
+            return True, value
+    return False, None
+
+
 def _rating(value) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    m = re.match(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*5)?\s*$", str(value))
+    try:
+        return float(value)  # as the official totals read it ("4", 4, 4.0, true)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    m = re.match(r"\s*(\d+(?:\.\d+)?)\s*/\s*5\s*$", value) if isinstance(value, str) else None
     return float(m.group(1)) if m else None
 
 
-def _find_json_object(text: str) -> dict | None:
-    """The last parsable {...} object in ``text`` (fenced blocks first)."""
-    fenced = re.findall(r"```(?:json)?\s*(\{.*?\})\s*```", text, flags=re.S)
-    decoder = json.JSONDecoder()
-    candidates = list(reversed(fenced))
-    starts = [m.start() for m in re.finditer(r"\{", text)]
-    for start in reversed(starts):
-        candidates.append(text[start:])
-    for cand in candidates:
+def _find_judgement_object(text: str) -> dict | None:
+    """The JSON object holding the ratings: of the objects starting at each "{" that hold all
+    six dimensions, the last one not nested inside another such (so "Analysis": {...} inside
+    the ratings' object is passed over); without one, the object holding most (for the error
+    message)."""
+    # strict=False: raw line breaks and tabs inside strings, which the official reading
+    # tolerates by deleting newlines, are read here without changing the text.
+    decoder = json.JSONDecoder(strict=False)
+    full, best, best_count = [], None, 0
+    for m in re.finditer(r"\{", text):
         try:
-            obj, _ = decoder.raw_decode(cand)
-        except json.JSONDecodeError:
+            obj, end = decoder.raw_decode(text, m.start())
+        except (ValueError, RecursionError):
             continue
-        if isinstance(obj, dict) and obj:
-            return obj
-    return None
+        if not isinstance(obj, dict):
+            continue
+        count = sum(_lookup(obj, d)[0] for d in DIMENSIONS)
+        if count == len(DIMENSIONS):
+            full.append((m.start(), end, obj))
+        elif count >= best_count and obj:
+            best, best_count = obj, count
+    outer = [obj for start, end, obj in full
+             if not any(s <= start and end <= e and (s, e) != (start, end) for s, e, _ in full)]
+    return outer[-1] if outer else best

@@ -69,18 +69,19 @@ def test_judge_retries_then_counts_what_never_parsed(tmp_path):
     assert quiet.calls == []
 
 
-def test_official_switch_defaults_missing_dimensions_and_drops_failures(tmp_path):
+def test_a_missing_dimension_is_never_filled_and_the_old_switch_points_to_protocol(tmp_path):
+    """The kit once filled a missing dimension with 3 (``official=True``); the official script
+    asks again instead (tests/test_judge_official.py), and the kit never fills one."""
     preds = [{**r, "status": "done", "response": "text"} for r in ROWS[:2]]
     partial = json.dumps({"Relevance": 5, "Accuracy": 5})
 
     def reply(conv, prefix):
         return partial if "topic 0" in conv[0]["content"] else "no json"
 
-    out = judge.judge(ScriptedChatModel(reply), preds, tmp_path / "j.jsonl", official=True,
-                      retries=2)
-    assert len(out) == 1 and out[0]["scores"]["Coherence"] == 3 and out[0]["official"]
     strict = judge.judge(ScriptedChatModel(reply), preds, tmp_path / "k.jsonl", retries=2)
     assert [j["scores"] for j in strict] == [None, None]
+    with pytest.raises(LwError, match="protocol"):
+        judge.judge(ScriptedChatModel(reply), preds, tmp_path / "j.jsonl", official=True)
 
 
 def test_the_judge_prompt_carries_request_and_response(tmp_path):
