@@ -277,9 +277,11 @@ def prob_scores(model, prompt: str) -> dict[str, float]:
         raise LwError(f"{model.spec}'s tokenizer splits the digits 1-5; the probability judge "
                       "needs one token each: use mode='text'.")
     digit_ids = torch.tensor([d[0] for d in digits])
-    text = model.render([{"role": "user", "content": prompt}],
-                        prompts.load("judge", "en").render("prob_prefix"))
-    ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids.to(model.device)
+    # prompt_ids, not the rendered text: a model prompted pred.py's way ("inst") needs the BOS
+    # token its tokenizer adds.
+    ids = torch.tensor([model.prompt_ids([{"role": "user", "content": prompt}],
+                                         prompts.load("judge", "en").render("prob_prefix"))],
+                       device=model.device)
     window = getattr(model.model.config, "max_position_embeddings", None)
     if window and ids.shape[1] + 40 > window:  # ~40 tokens: the five keys and digits appended
         raise scoring.JudgementError(f"the judge prompt has {ids.shape[1]} tokens, beyond "
