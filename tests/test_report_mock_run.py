@@ -1,0 +1,29 @@
+"""The report built from a real run: notebooks 01-03 executed at mock size by the runner, their
+records collected, REPORT.md written from them (no hand-made summary)."""
+
+import json
+
+import pytest
+
+from lw import report, run
+
+
+@pytest.mark.slow
+def test_report_from_a_real_mock_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("LW_CACHE_DIR", str(run.paths.cache_dir()))  # reuse converted models
+    out = tmp_path / "mock"
+    summary = run.run("mock", only=["01", "02", "03"], out=out)
+    assert set(summary["records"]) == {"01_longwrite_ruler", "02_agentwrite", "03_longbench_write"}
+    text = (out / "REPORT.md").read_text()
+    assert text.splitlines()[3:] == report.build(out).splitlines()[3:]  # but the time it was written
+    sections = text.split("\n## ")
+    ran = [s for s in sections if s.startswith(("Claim 1", "Claim 3", "LongBench-Write"))]
+    assert len(ran) == 3 and not any("has not finished" in s for s in ran)
+    missing = [s for s in sections if s.startswith(("Claim 2", "Claims 4-5"))]
+    assert all("has not finished" in s for s in missing)  # reported as missing, not guessed
+    ruler = summary["records"]["01_longwrite_ruler"]
+    for model, words in ruler["max_output_words"].items():
+        assert f"| {model} |" in text and f"{words:,}" in text
+    lbw = summary["records"]["03_longbench_write"]
+    assert all(f"| {m} |" in text for m in lbw["results"])
+    assert json.loads((out / "summary.json").read_text())["records"] == summary["records"]
