@@ -7,6 +7,11 @@ Useful for sharing one loaded model between notebooks or machines, and it is the
 kit's tests talk to. Requests arriving together are generated as one batch (``--batch-wait``).
 Supports ``GET /v1/models``, ``POST /v1/chat/completions`` (no streaming), an optional API key,
 and vLLM's ``continue_final_message`` extension for assistant prefixes.
+
+It identifies itself in ``/v1/models`` (``owned_by: "lw"``) with an ``lw`` entry saying what the
+model it serves does (``continues_prefix`` and the ``settings`` it applies), so the kit's client
+knows; a request asking for what that model cannot do gets a 400 saying so, never a reply made
+without it.
 """
 
 import argparse
@@ -17,6 +22,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from lw.errors import LwError
 from lw.llm.base import ChatModel, GenerationConfig
 
 
@@ -96,8 +102,11 @@ class Handler(BaseHTTPRequestHandler):
         if not self.authorised():
             return
         if self.path.rstrip("/") == "/v1/models":
+            caps = self.server.batcher.model.capabilities
             self.send_json(200, {"object": "list", "data": [
-                {"id": self.server.model_name, "object": "model", "owned_by": "lw"}]})
+                {"id": self.server.model_name, "object": "model", "owned_by": "lw",
+                 "lw": {"continues_prefix": caps.continues_prefix,
+                        "settings": sorted(k for k, v in caps.settings.items() if v)}}]})
         else:
             self.send_error_json(404, f"no route {self.path}", "not_found_error")
 
@@ -118,6 +127,14 @@ class Handler(BaseHTTPRequestHandler):
         if req.get("model") != self.server.model_name:
             self.send_error_json(404, f"The model `{req.get('model')}` does not exist.",
                                  "not_found_error")
+            return
+        model = self.server.batcher.model
+        try:  # refuse here what the model cannot do, rather than fail (500) or drop it
+            if prefix and not model.capabilities.continues_prefix:
+                raise LwError(f"{model.spec} cannot continue an assistant prefix.")
+            model.check_settings(cfg)
+        except LwError as exc:
+            self.send_error_json(400, str(exc), "invalid_request_error")
             return
         self.complete(req, conv, prefix, cfg)
 

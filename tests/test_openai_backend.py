@@ -107,10 +107,32 @@ def test_the_key_is_never_in_records(server):
 
 def test_assistant_prefix_with_continue_final_message(server):
     server.arm([])
-    with pytest.raises(LwError, match="continue_final_message"):
-        client(server).generate(["x"], prefix="Paragraph 1 -")
-    model = client(server, continue_final_message=True)
+    with pytest.raises(LwError, match="continue_final_message=False was given"):
+        client(server, continue_final_message=False).generate(["x"], prefix="Paragraph 1 -")
+    assert server.seen() == 0  # refused before sending
+    model = client(server)  # lw.serve says it continues prefixes: no option needed
+    assert model.capabilities.continues_prefix and model.server_kind() == "lw"
     out = model.generate(["Plan it."], prefix="Paragraph 1 - Main Point:", max_new_tokens=3)[0]
     local = lw.llm.load("tiny-random", device="cpu")  # as the test server runs it
     expected = local.generate(["Plan it."], prefix="Paragraph 1 - Main Point:", max_new_tokens=3)
     assert out.text == expected[0].text and out.prompt_tokens == expected[0].prompt_tokens
+
+
+def test_base_url_without_v1_is_named_not_the_model(server):
+    server.arm([])
+    root = server.base_url.removesuffix("/v1")
+    with pytest.raises(LwError, match=f"has no /v1.*use base_url='{root}/v1'"):
+        client(server, base_url=root).generate(["x"], max_new_tokens=2)
+    with pytest.raises(LwError, match="has no /v1"):
+        client(server, base_url=root, check=False).generate(["x"], max_new_tokens=2)
+    assert server.seen() == 0
+
+
+def test_lw_serve_is_identified_and_gets_its_own_parameters(server):
+    server.arm([])
+    model = client(server)
+    assert model.server_kind() == "lw" and model.capabilities.applies("repetition_penalty")
+    assert model.info()["server_kind"] == "lw"
+    plain, penalised = (model.generate(["Say something."], max_new_tokens=8, temperature=0.0,
+                                       repetition_penalty=p)[0].text for p in (1.0, 3.0))
+    assert plain != penalised  # the penalty reached the model

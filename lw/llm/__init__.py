@@ -15,7 +15,7 @@ Specs:
     model.generate(["Write a haiku about tides."], max_new_tokens=48, temperature=0.7)
 
 Options go to the backend (batch_size, device, dtype; base_url, api_key, concurrency,
-max_retries; for vllm:, start_timeout and vLLM engine arguments, passed as flags) except
+max_retries, server, continue_final_message; for vllm:, start_timeout and vLLM engine arguments, passed as flags) except
 generation settings (max_new_tokens, temperature, top_p, repetition_penalty, seed, stop,
 min_new_tokens), which become the model's defaults. Two options every local backend takes:
 
@@ -26,6 +26,10 @@ min_new_tokens), which become the model's defaults. Two options every local back
     trust_remote_code   run a checkpoint's own modelling/tokenizer code (LongWriter-glm4-9b);
                         default False
 
+Every model declares what it does in ``model.capabilities`` (``lw.llm.Capabilities``:
+concurrency, continues_prefix, token_probabilities, and each setting's parameter name or None);
+a setting it cannot apply is refused before the first request (``model.check_settings``).
+
 ``RELEASED`` holds the paper's two released checkpoints with the options that run them as
 ``pred.py`` did: ``lw.llm.load("hf:THUDM/LongWriter-llama3.1-8b", **lw.llm.paper_options(spec))``.
 """
@@ -35,6 +39,7 @@ from dataclasses import fields
 from lw.errors import LwError
 from lw.llm.base import (
     PROMPT_FORMATS,
+    Capabilities,
     ChatModel,
     Conversation,
     Generation,
@@ -44,7 +49,7 @@ from lw.llm.base import (
     generation_table,
 )
 
-__all__ = ["PROMPT_FORMATS", "RELEASED", "ChatModel", "Conversation", "Generation",
+__all__ = ["PROMPT_FORMATS", "RELEASED", "Capabilities", "ChatModel", "Conversation", "Generation",
            "GenerationConfig", "Request", "SPECS", "generation_table", "load", "paper_options"]
 
 SPECS = ("smollm2-135m", "tiny-random", "hf:<id or path>", "openai:<model>",

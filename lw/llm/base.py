@@ -7,7 +7,14 @@ or a plain string meaning one user message) and returns one ``Generation`` per c
     outs[0].text, outs[0].completion_tokens, outs[0].finish_reason, outs[0].seconds
 
 ``prefix`` starts the assistant's reply with given text and lets the model continue it (where
-the backend allows: ``model.supports_prefix``); the returned text is the continuation only.
+the backend allows: ``model.capabilities.continues_prefix``); the returned text is the
+continuation only.
+
+Every backend declares what it does in ``model.capabilities`` (a ``Capabilities``): how many
+requests it runs at once, whether it continues a prefix, whether it gives next-token
+probabilities, and under which name it applies each generation setting. Callers ask it instead of
+probing attributes, and ``generate``/``stream`` refuse a setting the backend cannot apply
+(``model.check_settings``) before the first request rather than drop it.
 
 ``stream`` is for work that grows as replies arrive (AgentWrite's next paragraph needs the
 previous one): it takes ``Request``s and a callback that may return more, and backends that can
@@ -58,6 +65,45 @@ class GenerationConfig:
         if unknown:
             raise LwError(f"unknown generation setting(s) {sorted(unknown)}; known: {sorted(known)}")
         return replace(self, **settings)
+
+
+NEUTRAL = GenerationConfig()  # each setting's value that changes nothing (max_new_tokens aside)
+SETTINGS = tuple(f.name for f in fields(GenerationConfig))
+
+
+def setting_names(**overrides) -> dict:
+    """A ``Capabilities.settings`` map: every GenerationConfig field under its own name, except
+    ``overrides`` (field -> the backend's parameter name, or None where it cannot apply it)."""
+    unknown = set(overrides) - set(SETTINGS)
+    if unknown:
+        raise LwError(f"unknown generation setting(s) {sorted(unknown)}; known: {list(SETTINGS)}")
+    return {**{name: name for name in SETTINGS}, **overrides}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a chat model does, declared by its backend (``model.capabilities``).
+
+    Attributes:
+        concurrency: requests the backend runs at once (batch rows, connections in flight).
+        continues_prefix: it continues an assistant prefix (``generate(..., prefix=...)``).
+        token_probabilities: it gives next-token probabilities (the judge's ``mode="prob"``).
+        settings: GenerationConfig field -> the backend's own parameter name, or None where it
+            cannot apply that setting (a value other than ``NEUTRAL``'s is then refused).
+        distinct_copies: copies of one prompt in one call draw different samples under one
+            seed (the local engine mixes each request's position into its seed); False where
+            copies sharing a seed come back alike (servers, in-process vLLM, the fake).
+    """
+
+    concurrency: int
+    continues_prefix: bool
+    token_probabilities: bool
+    settings: dict
+    distinct_copies: bool = False
+
+    def applies(self, setting: str) -> bool:
+        """Whether the backend applies ``setting`` (a GenerationConfig field name)."""
+        return self.settings.get(setting) is not None
 
 
 @dataclass
@@ -135,15 +181,45 @@ def inst_prompt(conv: Conversation, prefix: str | None = None) -> str:
 
 
 class ChatModel(ABC):
-    """Base class: argument checking and settings here, generation in ``_generate``."""
+    """Base class: argument checking and settings here, generation in ``_generate``; each
+    backend declares ``capabilities``."""
 
     spec: str = "?"
-    supports_prefix: bool = False
     prompt_format: str = "chat"  # "inst": pred.py's raw [INST] text (hf:, vllm: only)
 
     def __init__(self, spec: str, config: GenerationConfig | None = None):
         self.spec = spec
         self.config = config or GenerationConfig()
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this backend does (see ``Capabilities``)."""
+
+    @property
+    def supports_prefix(self) -> bool:
+        """Read-only alias of ``capabilities.continues_prefix`` for older callers."""
+        return self.capabilities.continues_prefix
+
+    def check_settings(self, config: GenerationConfig) -> None:
+        """Raise LwError if ``config`` sets something (a value other than its neutral default)
+        that this backend cannot apply; ``generate`` and ``stream`` call it before any
+        request, so no setting is silently dropped."""
+        settings, neutral_values = self.capabilities.settings, vars(NEUTRAL)
+        for name, value in vars(config).items():
+            neutral = neutral_values[name]
+            if settings.get(name) is None and value != neutral:
+                raise LwError(f"{self.spec} cannot apply {name}={value!r}: "
+                              f"{self._setting_hint(name, neutral)}")
+
+    def _setting_hint(self, name: str, neutral) -> str:
+        """What to do about a setting this backend cannot apply (backends say more)."""
+        return (f"set {name}={neutral!r}, or use a backend that applies it (hf:, "
+                "smollm2-135m, vllm:).")
+
+    def _prefix_hint(self) -> str:
+        return ("Use a local backend (hf:, smollm2-135m, vllm:), or a server that continues "
+                "the final message (vLLM, SGLang, lw.serve).")
 
     def generate(
         self,
@@ -177,6 +253,7 @@ class ChatModel(ABC):
         if errors not in ("raise", "return"):
             raise LwError(f"errors must be 'raise' or 'return', got {errors!r}.")
         cfg = (config or self.config).updated(**settings)
+        self.check_settings(cfg)
         if not convs:
             return []
         return self._generate(convs, prefixes, cfg, progress=progress, errors=errors)
@@ -195,7 +272,7 @@ class ChatModel(ABC):
         pending = [self._checked(r) for r in requests]
         # A round goes out in slices of about two batches, in request order, so callers that
         # store results as they arrive lose at most one slice to a crash.
-        width = 2 * (getattr(self, "batch_size", 0) or 8)
+        width = 2 * max(1, self.capabilities.concurrency)
         with tqdm(desc=desc or f"generate {self.spec}", unit="reply", disable=not progress) as bar:
             while pending:
                 current, pending = pending, []
@@ -214,8 +291,9 @@ class ChatModel(ABC):
     def _checked(self, request: Request) -> Request:
         if not isinstance(request, Request):
             raise LwError(f"stream() takes lw.llm.Request objects, got {request!r:.100}.")
-        if request.prefix and not self.supports_prefix:
+        if request.prefix and not self.capabilities.continues_prefix:
             self._prefixes(request.prefix, 1)  # raises the usual explanation
+        self.check_settings(request.config)
         return Request(request.key, as_conversation(request.conversation), request.config,
                        request.prefix, request.name)
 
@@ -230,11 +308,9 @@ class ChatModel(ABC):
             prefixes = list(prefix)
             if len(prefixes) != n:
                 raise LwError(f"got {len(prefixes)} prefixes for {n} conversations.")
-        if any(prefixes) and not self.supports_prefix:
-            raise LwError(
-                f"{self.spec} cannot continue an assistant prefix. Use a local backend (hf:, "
-                "smollm2-135m, vllm:), or for a vLLM server pass continue_final_message=True."
-            )
+        if any(prefixes) and not self.capabilities.continues_prefix:
+            raise LwError(f"{self.spec} cannot continue an assistant prefix. "
+                          f"{self._prefix_hint()}")
         return prefixes
 
     @abstractmethod

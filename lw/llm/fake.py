@@ -6,28 +6,57 @@
     fake.batches  # how many conversations each generate() call carried
 
 A reply that is an Exception instance is raised for that call (to test error handling).
+
+Its ``capabilities`` say what it is told to: by default it continues prefixes and takes every
+generation setting (it applies ``max_new_tokens``, one word per token, and ``stop``; it records
+the others in ``calls`` for tests to check, since the script decides the text). To stand in for
+a backend that lacks something, pass ``supports_prefix=False`` or ``settings={"repetition_penalty":
+None}``: such a setting is then refused as that backend would refuse it.
 """
 
 from collections.abc import Callable, Sequence
 
 from lw.errors import LwError
-from lw.llm.base import ChatModel, Generation
+from lw.llm.base import Capabilities, ChatModel, Generation, setting_names
 from lw.text import count_words
 
 
 class ScriptedChatModel(ChatModel):
-    """Answers from a list (in call order), a function of (conversation, prefix), or one string."""
+    """Answers from a list (in call order), a function of (conversation, prefix), or one string.
 
-    supports_prefix = True
+    Args:
+        replies: the script (see the module docstring).
+        spec: the spec recorded in results.
+        supports_prefix: declare that it continues assistant prefixes.
+        batch_size: its declared ``capabilities.concurrency`` (nothing is batched).
+        settings: GenerationConfig field -> name, or None for a setting to refuse.
+    """
 
     def __init__(self, replies: str | Sequence | Callable, spec: str = "fake",
-                 supports_prefix: bool = True, batch_size: int = 8):
+                 supports_prefix: bool = True, batch_size: int = 8,
+                 settings: dict | None = None):
         super().__init__(spec)
-        self.batch_size = batch_size  # accepted like the local backends'; nothing is batched
+        self.batch_size = batch_size
         self.replies = replies
-        self.supports_prefix = supports_prefix
+        self._continues_prefix = supports_prefix
+        self._settings = setting_names(**(settings or {}))
         self.calls: list = []
         self.batches: list[int] = []  # conversations per generate() call
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(concurrency=max(1, self.batch_size),
+                            continues_prefix=self._continues_prefix, token_probabilities=False,
+                            settings=dict(self._settings))
+
+    @property
+    def supports_prefix(self) -> bool:
+        """Settable here (tests switch it), unlike on real backends."""
+        return self._continues_prefix
+
+    @supports_prefix.setter
+    def supports_prefix(self, value: bool) -> None:
+        self._continues_prefix = bool(value)
 
     def _next(self, conv, prefix):
         if callable(self.replies):

@@ -23,12 +23,14 @@ import os
 
 from lw.errors import LwError
 from lw.llm.base import (
+    Capabilities,
     ChatModel,
     Generation,
     GenerationConfig,
     check_prompt_format,
     clock,
     inst_prompt,
+    setting_names,
 )
 from lw.llm.engine import Engine, Job, supported
 from lw.llm.prefix import PrefixStore
@@ -62,8 +64,6 @@ class HFChatModel(ChatModel):
             ``[INST]prompt[/INST]``, one user message only; see the module docstring).
     """
 
-    supports_prefix = True
-
     def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
                  config: GenerationConfig | None = None, engine: str = "continuous",
                  prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
@@ -88,6 +88,16 @@ class HFChatModel(ChatModel):
         self.cuda_graphs = on_cuda and self.engine == "continuous" if cuda_graphs is None \
             else cuda_graphs
         self._slots = None  # the static-cache engine, kept: its buffers and graphs are reused
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """``batch_size`` rows at once; prefixes, next-token probabilities (the weights are
+        here) and every generation setting under its own name. Copies of a prompt in one call
+        draw different samples: each reply's seed mixes in its request name
+        (``lw.llm.engine.row_seed``; the "hf" engine draws a batch from one generator)."""
+        return Capabilities(concurrency=max(1, self.batch_size), continues_prefix=True,
+                            token_probabilities=True, settings=setting_names(),
+                            distinct_copies=True)
 
     @classmethod
     def from_pretrained(cls, path: str, spec: str | None = None, device: str | None = None,

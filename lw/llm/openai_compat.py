@@ -10,8 +10,16 @@ after ``max_retries`` the reply fails. Before the first request the server is as
 list, so a wrong key, an unknown model or an unreachable server stops the run at once with a
 message saying what to fix. The API key is never part of ``info()``, ``repr`` or any record.
 
-Assistant prefixes use vLLM's ``continue_final_message`` extension: pass
-``continue_final_message=True`` for servers that have it (vLLM, ``python -m lw.serve``).
+The same first look at ``/v1/models`` identifies the server (vLLM, SGLang, llama.cpp's server,
+llama-cpp-python's, Ollama, hosted OpenAI-style APIs, ``lw.serve``; see ``lw.llm.server_kinds``),
+or ``server=`` names it. ``model.capabilities`` then says which settings it applies under which
+parameter (``repetition_penalty`` goes out as vLLM's ``repetition_penalty`` but llama.cpp's
+``repeat_penalty``), and a setting the server has no parameter for is refused before any
+request. A server that does not identify itself gets only the standard parameters.
+
+Assistant prefixes use the ``continue_final_message`` extension where the server has it (vLLM,
+SGLang, lw.serve); ``continue_final_message=True`` asserts it for a server the kit cannot
+identify, ``False`` turns prefixes off.
 """
 
 import os
@@ -21,7 +29,15 @@ import time
 from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from lw.errors import LwError
-from lw.llm.base import ChatModel, Generation, clock
+from lw.llm.base import NEUTRAL, Capabilities, ChatModel, Generation, clock
+from lw.llm.server_kinds import (
+    KINDS,
+    STANDARD,
+    has_api_version,
+    identify,
+    missing_v1,
+    unsupported_hint,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -43,14 +59,21 @@ class OpenAIChatModel(ChatModel):
         max_retries: retries of one request on 429/5xx/timeouts/malformed bodies.
         backoff: first retry delay in seconds, doubled each time (with jitter), capped at 60.
         timeout: seconds for one request.
-        continue_final_message: the server supports vLLM's assistant-prefix extension.
+        continue_final_message: None: continue assistant prefixes where the server is known to
+            (vLLM, SGLang, lw.serve); True: the server has vLLM's extension (an error for a
+            server known not to); False: never send prefixes.
         check: ask the server for its models before the first request.
+        server: "vllm", "sglang", "llamacpp", "llama-cpp-python", "ollama", "openai" or "lw":
+            which server this is (default: identified from /v1/models).
+        http_client: an ``httpx.Client`` for the requests (proxies, certificates; tests pass
+            one with a stub transport).
     """
 
     def __init__(self, model: str, spec: str | None = None, base_url: str | None = None,
                  api_key: str | None = None, concurrency: int = 8, max_retries: int = 5,
                  backoff: float = 1.0, timeout: float = 600.0,
-                 continue_final_message: bool = False, check: bool = True):
+                 continue_final_message: bool | None = None, check: bool = True,
+                 server: str | None = None, http_client=None):
         import openai
 
         super().__init__(spec or f"openai:{model}")
@@ -63,43 +86,154 @@ class OpenAIChatModel(ChatModel):
                 raise LwError("no API key: set OPENAI_API_KEY in the environment (never in a "
                               "notebook parameter), or pass base_url= for a local server.")
             key = "no-key"  # vLLM, Ollama and llama.cpp accept any key unless told otherwise
+        if server is not None and server not in KINDS:
+            raise LwError(f"server must be one of {sorted(KINDS)} (or None: identify it from "
+                          f"/v1/models), got {server!r}.")
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.backoff = backoff
-        self.supports_prefix = continue_final_message
+        self._prefix_option = continue_final_message
+        self._kind, self._how_told = server, f"given: server={server!r}"
+        self._identified = server is not None
+        self._wrapped: dict | None = None  # lw.serve's word on the model it serves
         self._check_pending = check
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._client = openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0,
-                                     timeout=timeout)
+                                     timeout=timeout, http_client=http_client)
+        if server is not None:
+            self._check_prefix_option()
+
+    # -- what the server does ------------------------------------------------------------
+    @property
+    def capabilities(self) -> Capabilities:
+        """``concurrency`` connections; prefixes and settings as the server kind allows (it is
+        identified on first use, see ``server_kind``); no token probabilities."""
+        kind = KINDS.get(self.server_kind(), KINDS["openai"])
+        settings, prefix = kind.settings(), kind.continues_prefix
+        if self._wrapped is not None:  # lw.serve: what the model behind it applies
+            applied = set(self._wrapped.get("settings", settings))
+            settings = {k: v if k in applied else None for k, v in settings.items()}
+            prefix = bool(self._wrapped.get("continues_prefix", prefix))
+        if self._prefix_option is not None:
+            prefix = self._prefix_option
+        return Capabilities(concurrency=max(1, self.concurrency), continues_prefix=prefix,
+                            token_probabilities=False, settings=settings)
+
+    def server_kind(self) -> str | None:
+        """The server's kind (a key of ``lw.llm.server_kinds.KINDS``), or None where it did not
+        say (then treated as a hosted OpenAI-style API). Asks /v1/models once, with the
+        set-up check where ``check`` is on."""
+        with self._lock:
+            if not self._identified:
+                if self._check_pending:
+                    self._check_once()
+                else:
+                    self._cards(strict=False)
+                self._identified = True
+        return self._kind
+
+    def _identify(self, cards: list[dict], failure: str | None = None) -> None:
+        kind, how = identify(cards, self.model)
+        if failure:
+            how = f"/v1/models could not be read ({failure})"
+        if self._kind is None:
+            self._kind, self._how_told = kind, how
+        elif kind is not None and kind != self._kind:
+            self._how_told += f"; the server reports {how}"
+        card = next((c for c in cards if c.get("id") == self.model), None)
+        if self._kind == "lw" and card and isinstance(card.get("lw"), dict):
+            self._wrapped = card["lw"]
+        self._identified = True
+        self._check_prefix_option()
+
+    def _check_prefix_option(self) -> None:
+        kind = KINDS.get(self._kind)
+        if self._prefix_option and kind is not None and not kind.continues_prefix:
+            raise LwError(f"continue_final_message=True, but {self.base_url} is {kind.label} "
+                          f"({self._how_told}), and {kind.prefix_note}. Leave it unset (prefixes "
+                          "are then refused before sending), or serve the model with vLLM, "
+                          "SGLang or lw.serve.")
+        if self._prefix_option and self._wrapped is not None and \
+                not self._wrapped.get("continues_prefix", True):
+            raise LwError(f"continue_final_message=True, but the model lw.serve serves at "
+                          f"{self.base_url} cannot continue an assistant prefix.")
+
+    def _setting_hint(self, name: str, neutral) -> str:
+        if self._wrapped is not None:
+            return (f"the model lw.serve serves at {self.base_url} cannot apply it: use "
+                    f"{name}={neutral!r}, or serve a model that applies it.")
+        return unsupported_hint(self._kind, name, neutral, self._how_told)
+
+    def _prefix_hint(self) -> str:
+        if self._prefix_option is False:
+            return ("continue_final_message=False was given; leave it unset where the server "
+                    "continues a final assistant message (vLLM, SGLang, lw.serve).")
+        kind = KINDS.get(self._kind)
+        if kind is None:
+            return (f"The server did not say which it is ({self._how_told}): if it continues a "
+                    "final assistant message as vLLM does, pass server='vllm' or 'sglang', or "
+                    "continue_final_message=True.")
+        why = f": {kind.prefix_note}" if kind.prefix_note else ""
+        return (f"It is {kind.label} ({self._how_told}){why}. Use a vLLM, SGLang or lw.serve "
+                "server, or a local backend (hf:, vllm:).")
 
     def info(self) -> dict:
-        return {**super().info(), "base_url": self.base_url, "model": self.model}
+        """Spec, base_url, model and (once identified) the server's kind and how it was told;
+        never the key."""
+        out = {**super().info(), "base_url": self.base_url, "model": self.model}
+        if self._identified:
+            out["server_kind"] = self._kind or "unidentified, treated as a hosted OpenAI-style API"
+            out["server_identified_by"] = self._how_told
+        return out
 
     # -- set-up checks -------------------------------------------------------------------
     def check(self) -> list[str]:
-        """Ask the server for its models; raise LwError naming the fix if something is wrong.
+        """Ask the server for its models (identifying the server from them); raise LwError
+        naming the fix if something is wrong.
 
         Returns the model names the server lists (empty if it has no /models route).
         """
-        import openai
-
-        try:
-            names = [m.id for m in self._client.models.list()]
-        except openai.AuthenticationError as exc:
-            raise LwError(f"{self.base_url} rejected the API key (401). Set OPENAI_API_KEY to a "
-                          "valid key for this server.") from exc
-        except openai.PermissionDeniedError as exc:
-            raise LwError(f"{self.base_url} refused access (403): the key lacks permission "
-                          f"for this API. ({_short(exc)})") from exc
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise LwError(f"cannot reach the server at {self.base_url}: is it running, and is "
-                          "base_url (or OPENAI_BASE_URL) right? It should end in /v1.") from exc
-        except (openai.NotFoundError, openai.APIStatusError, ValueError, TypeError):
-            return []  # no usable /models route: learn about the model from the first request
+        names = [str(c.get("id")) for c in self._cards(strict=True)]
         if names and self.model not in names:
             raise LwError(f"model {self.model!r} is not served at {self.base_url}; it serves: "
                           f"{', '.join(sorted(names)[:20])}.")
         return names
+
+    def _cards(self, strict: bool) -> list[dict]:
+        """The server's /v1/models cards as sent (identifying the server from them). A 404 where
+        base_url has no /v1 always raises; other failures raise only if ``strict``."""
+        import openai
+
+        cards: list[dict] = []
+        failure = None
+        try:
+            raw = self._client.models.with_raw_response.list()
+            data = raw.http_response.json().get("data")
+            cards = [c for c in data if isinstance(c, dict)] if isinstance(data, list) else []
+        except openai.AuthenticationError as exc:
+            failure = "401"
+            if strict:
+                raise LwError(f"{self.base_url} rejected the API key (401). Set OPENAI_API_KEY "
+                              "to a valid key for this server.") from exc
+        except openai.PermissionDeniedError as exc:
+            failure = "403"
+            if strict:
+                raise LwError(f"{self.base_url} refused access (403): the key lacks permission "
+                              f"for this API. ({_short(exc)})") from exc
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            failure = "unreachable"
+            if strict:
+                raise LwError(f"cannot reach the server at {self.base_url}: is it running, and "
+                              "is base_url (or OPENAI_BASE_URL) right? It should end in /v1.") \
+                    from exc
+        except openai.NotFoundError as exc:
+            if not has_api_version(self.base_url):
+                raise LwError(missing_v1(self.base_url, "models")) from exc
+            failure = "404"  # no /models route: learn about the model from the first request
+        except (openai.APIStatusError, ValueError, TypeError, AttributeError) as exc:
+            failure = _short(exc)[:80]  # no usable /models route, as above
+        self._identify(cards, failure)
+        return cards
 
     # -- generation ----------------------------------------------------------------------
     def _check_once(self) -> None:
@@ -121,6 +255,7 @@ class OpenAIChatModel(ChatModel):
                 r = self._checked(r)
                 return pool.submit(self._one, r.conversation, r.prefix, r.config), r
 
+            requests = [self._checked(r) for r in requests]  # all refusals before any request
             futures = dict(submit(r) for r in requests)
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
@@ -181,7 +316,7 @@ class OpenAIChatModel(ChatModel):
     def _request(self, conv, prefix, cfg) -> Generation:
         messages = list(conv)
         kwargs, body = self._sampling(cfg)
-        if prefix:
+        if prefix:  # capabilities.continues_prefix was checked before sending (base._prefixes)
             messages.append({"role": "assistant", "content": prefix})
             body.update(continue_final_message=True, add_generation_prompt=False)
         resp = self._send(self._client.chat.completions.create, messages=messages, **kwargs,
@@ -194,12 +329,12 @@ class OpenAIChatModel(ChatModel):
         return self._generation(resp, text)
 
     def _sampling(self, cfg) -> tuple[dict, dict]:
-        """(standard request fields, server extensions) for ``cfg``."""
-        body: dict = {}
-        if cfg.repetition_penalty != 1.0:
-            body["repetition_penalty"] = cfg.repetition_penalty  # vLLM / llama.cpp extension
-        if cfg.min_new_tokens:
-            body["min_tokens"] = cfg.min_new_tokens
+        """(standard request fields, server extensions) for ``cfg``: each extension under the
+        server's own name (``capabilities.settings``), sent only when it changes something."""
+        self.check_settings(cfg)  # done before sending already; cheap, and never sends None
+        names = self.capabilities.settings
+        body = {names[k]: v for k, v in vars(cfg).items()
+                if k not in STANDARD and v != _NEUTRAL[k]}
         kwargs = dict(model=self.model, max_tokens=cfg.max_new_tokens,
                       temperature=cfg.temperature, top_p=cfg.top_p)
         if cfg.seed is not None:
@@ -227,6 +362,8 @@ class OpenAIChatModel(ChatModel):
             raise LwError(f"{self.base_url} rejected the API key (401): set OPENAI_API_KEY.") \
                 from exc
         except openai.NotFoundError as exc:
+            if not has_api_version(self.base_url):
+                raise LwError(missing_v1(self.base_url, "chat/completions")) from exc
             raise LwError(f"{self.base_url} does not know model {self.model!r} (404): check the "
                           "name against the server's /v1/models.") from exc
         except openai.APIStatusError as exc:  # 400/422...: this request is wrong; do not retry
@@ -245,6 +382,9 @@ class OpenAIChatModel(ChatModel):
         reason = "length" if reason == "length" else "stop"
         return Generation(text, getattr(usage, "prompt_tokens", 0) or 0,
                           getattr(usage, "completion_tokens", 0) or 0, reason, 0.0)
+
+
+_NEUTRAL = vars(NEUTRAL)
 
 
 def _short(exc) -> str:

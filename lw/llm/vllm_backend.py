@@ -41,7 +41,15 @@ import secrets
 import sys
 
 from lw.errors import LwError
-from lw.llm.base import ChatModel, Generation, check_prompt_format, clock, inst_prompt
+from lw.llm.base import (
+    Capabilities,
+    ChatModel,
+    Generation,
+    check_prompt_format,
+    clock,
+    inst_prompt,
+    setting_names,
+)
 from lw.llm.managed_server import ManagedServer
 from lw.llm.openai_compat import OpenAIChatModel
 
@@ -133,7 +141,7 @@ class VLLMServerChatModel(OpenAIChatModel):
         client.setdefault("timeout", 3600.0)  # a 10,000-word reply takes minutes in a full batch
         super().__init__(server.model_name, spec=spec, base_url=server.base_url,
                          api_key=server.api_key, concurrency=concurrency,
-                         continue_final_message=True, **client)
+                         continue_final_message=True, server="vllm", **client)
         self.server = server
         self.prompt_format = check_prompt_format(prompt_format)
 
@@ -215,8 +223,6 @@ class VLLMChatModel(ChatModel):
     ``lw.llm.load("vllm:<id>", server=False)``. It holds the GPU until the process ends, and
     ``stream`` works in rounds; the server path (the default) has neither limit."""
 
-    supports_prefix = True
-
     def __init__(self, model: str, spec: str | None = None, prompt_format: str = "chat",
                  trust_remote_code: bool = False, **engine_args):
         super().__init__(spec or f"vllm:{model}")
@@ -228,7 +234,21 @@ class VLLMChatModel(ChatModel):
         import vllm
 
         engine_args.pop("batch_size", None)  # vLLM schedules its own batches
+        # Sequences vLLM schedules at once: what ``stream``'s rounds should hold. 256 is the
+        # engine's usual default where max_num_seqs is not given (it varies with version and
+        # hardware; a larger round only queues inside vLLM).
+        self.max_num_seqs = int(engine_args.get("max_num_seqs") or 256)
         self.llm = vllm.LLM(model=model, trust_remote_code=trust_remote_code, **engine_args)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """``max_num_seqs`` at once, prefixes (``continue_final_message``), every setting under
+        its ``SamplingParams`` name; copies of a prompt share the seed, so they come back alike
+        when one is set."""
+        return Capabilities(concurrency=self.max_num_seqs, continues_prefix=True,
+                            token_probabilities=False,
+                            settings=setting_names(max_new_tokens="max_tokens",
+                                                   min_new_tokens="min_tokens"))
 
     def _generate(self, convs, prefixes, cfg, *, progress, errors):
         from vllm import SamplingParams

@@ -35,11 +35,11 @@ def sample(model, rows: list[dict], folder, n_samples: int = 4, max_new_tokens: 
                     repetition_penalty=repetition_penalty)
     path = keyed_path(folder, "dpo-samples", model=model.spec, n_samples=n_samples, seed=seed,
                       **settings)
-    # A local model samples all copies in one batch (copies of a prompt in a batch draw
-    # different tokens); a server would answer copies sharing a seed alike, so each sample
-    # index gets its own seed there (its requests still run concurrently).
-    local = hasattr(model, "tokenizer")
-    groups = [list(range(n_samples))] if local else [[k] for k in range(n_samples)]
+    # Where copies of a prompt in one call draw different samples (the local engine), all
+    # copies go in one batch; elsewhere copies sharing a seed come back alike (a server, vLLM
+    # in process), so each sample index gets its own seed (its requests still run together).
+    together = model.capabilities.distinct_copies
+    groups = [list(range(n_samples))] if together else [[k] for k in range(n_samples)]
     preds = {}
     for group in groups:
         copies = [{**r, "id": f"{r['id']}#s{k}", "source_id": r["id"]} for k in group for r in rows]
