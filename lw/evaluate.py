@@ -10,15 +10,19 @@
     judged = read_official_judgements("models/LongWriter-glm4-9b/judge.jsonl", theirs)
     results(theirs, judged)                     # their files, scored by the kit
 
-Predictions are batched and resumable (keyed by prompt id): each record holds the response, its
-word count, repetition, tokens, finish reason (``truncated`` when the token limit cut it), seconds,
+Predictions are batched and resumable (keyed by prompt id), and each answer is stored the moment
+it ends (a kill loses only the requests in flight): each record holds the response, its word
+count, repetition, tokens, finish reason (``truncated`` when the token limit cut it), seconds,
 model and settings. Failed items are returned with their error but not stored, so a rerun retries
-them.
+them. Rows missing a field a step reads (``id``, ``prompt``; ``length`` for scores) or asking
+for fewer than 1 word are refused with an LwError naming the field and the row.
 """
 
 import math
+import warnings
 
 from lw import scoring, text
+from lw.datasets import check_rows
 from lw.errors import LwError
 from lw.official_files import (  # the official pred.jsonl / judge.jsonl, re-exported here
     official_totals,
@@ -40,37 +44,61 @@ VERSION = 1
 def predict(model, rows: list[dict], path, max_new_tokens: int, temperature: float = 0.5,
             top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = 0,
             progress: bool = True) -> list[dict]:
-    """Generate an answer to every row (the paper samples at temperature 0.5); store each chunk
-    as it finishes. Returns one record per row, in order."""
+    """Generate an answer to every row (the paper samples at temperature 0.5), storing each
+    answer the moment it ends, so a crash or kill loses only the requests in flight.
+
+    Args:
+        model: any ``lw.llm`` chat model; its ``stream`` keeps the batch (local models) or the
+            connections (servers) busy and hands over each reply as it ends.
+        rows: dicts with ``id`` and ``prompt`` (``length`` where present must be at least 1),
+            e.g. from ``lw.datasets.load``; a row missing one is an LwError naming it.
+        path: the JSONL store; rerunning with the same path generates only what is missing.
+        max_new_tokens, temperature, top_p, repetition_penalty, seed: generation settings.
+            ``seed`` with the row's id seeds its sampling on local backends, so an answer does
+            not depend on which rows ran beside it.
+
+    Returns:
+        One record per row, in order. A failed request (``status`` "failed", with its
+        ``error``) is returned, not stored, so a rerun retries it; a warning counts them.
+    """
     from tqdm.auto import tqdm
 
+    from lw.llm.base import Request
+
+    check_rows(rows, ("id", "prompt"), "the rows given to predict")
     store = ResultStore(path, key="id")
     settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                     repetition_penalty=repetition_penalty, seed=seed)
+    config = model.config.updated(**settings)  # bad settings fail here, before any request
+    # Shortest prompts first: local backends batch rows of similar length.
     todo = sorted((r for r in rows if r["id"] not in store), key=lambda r: len(r["prompt"]))
-    # Chunks of one batch (or one round of concurrent requests): written as each finishes.
-    chunk = max(1, getattr(model, "batch_size", 0) or getattr(model, "concurrency", 0) or 8)
+    by_id = {str(r["id"]): r for r in todo}
     failed = {}
     with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"predict {model.spec}",
               unit="prompt", disable=not progress) as bar:
-        for i in range(0, len(todo), chunk):
-            part = todo[i:i + chunk]
-            outs = model.generate([r["prompt"] for r in part], errors="return", progress=False,
-                                  **settings)
-            for row, out in zip(part, outs, strict=True):
-                if out.finish_reason == "error":
-                    failed[row["id"]] = {**row, "status": "failed", "error": out.error}
-                    continue
-                store.add({**row, "status": "done", "response": out.text,
-                           "words": text.count_words(out.text),
-                           "repetition": round(text.repetition(out.text), 3),
-                           "prompt_tokens": out.prompt_tokens,
-                           "completion_tokens": out.completion_tokens,
-                           "finish_reason": out.finish_reason,
-                           "truncated": out.finish_reason == "length",
-                           "seconds": round(out.seconds, 2), "model": model.info(),
-                           "settings": settings, "versions": {"evaluate": VERSION}})
-            bar.update(len(part))
+        def on_done(request, out):
+            row = by_id[request.key]
+            bar.update(1)
+            if out.finish_reason == "error":
+                failed[row["id"]] = {**row, "status": "failed", "error": out.error}
+                return
+            store.add({**row, "status": "done", "response": out.text,
+                       "words": text.count_words(out.text),
+                       "repetition": round(text.repetition(out.text), 3),
+                       "prompt_tokens": out.prompt_tokens,
+                       "completion_tokens": out.completion_tokens,
+                       "finish_reason": out.finish_reason,
+                       "truncated": out.finish_reason == "length",
+                       "seconds": round(out.seconds, 2), "model": model.info(),
+                       "settings": settings, "versions": {"evaluate": VERSION}})
+
+        model.stream([Request(str(r["id"]), r["prompt"], config, name=str(r["id"]))
+                      for r in todo], on_done, errors="return")
+    if failed:
+        last = failed[next(reversed(failed))]
+        warnings.warn(f"predict: {len(failed)} of {len(rows)} requests to {model.spec} failed "
+                      f"(last error: {str(last['error'])[:300]}). They are not stored: rerun "
+                      f"predict with the same path to retry them.", stacklevel=2)
     return [store.get(r["id"]) or failed[r["id"]] for r in rows]
 
 
@@ -78,6 +106,7 @@ def length_table(preds: list[dict]):
     """Per prediction: id, language, bucket, required, words, S_l, truncated, repetition."""
     import pandas as pd
 
+    check_rows(preds, ("id", "length"), "the predictions")
     rows = [{"id": p["id"], "language": p.get("language", "en"),
              "bucket": scoring.bucket(p["length"]), "required": p["length"],
              "words": p.get("words", 0), "S_l": scoring.length_score(p["length"], p.get("words", 0)),
@@ -115,7 +144,8 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
 
     Returns:
         dict with S, S_l, S_q, per-bucket S_l and S_q (``S_l[<bucket>]``), per-dimension
-        scores, n, truncated, failed, and the judge's coverage (%), mode, protocol and
+        scores, n, truncated, failed, and the judge's coverage (%), ``judge_pending`` (items
+        it gave no answer for yet: rerun the judge), mode, protocol and
         ``judge_answers_cut`` (answers the judge saw cut by ``max_answer_chars``; None where
         the judgements predate that record).
     """
@@ -127,7 +157,7 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
         out[f"S_l{label}"] = _mean(table.loc[table["bucket"] == label, "S_l"])
     out.update(quality(judgements, {p["id"]: scoring.bucket(p["length"]) for p in preds})
                if judgements is not None else {"S_q": None, "judge_coverage": None,
-                                               "judge_answers_cut": None})
+                                               "judge_pending": None, "judge_answers_cut": None})
     out["S"] = scoring.overall(out["S_l"], out["S_q"])
     return out
 
@@ -135,13 +165,15 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
 def quality(judgements: list[dict], buckets: dict[str, str] | None = None) -> dict:
     """S_q from judge records: each dimension's mean rating m -> (m - 1) * 25, S_q = their mean.
     Items the judge never scored are left out of the means and counted in ``judge_coverage``;
-    ``judge_answers_cut`` counts the answers the judge saw only in part (``answer_cut``)."""
+    ``judge_pending`` counts those it gave no answer for yet (transport failures: rerun the
+    judge), ``judge_answers_cut`` the answers the judge saw only in part (``answer_cut``)."""
     scored = [j for j in judgements if j.get("scores")]
     # Judgements stored before the judge recorded cuts (it cut at 60,000 characters, silently)
     # cannot say: None, not 0.
     unknown = any(j.get("scores") and "answer_cut" not in j for j in judgements)
     out = {"judge_coverage": round(100.0 * len(scored) / len(judgements), 1) if judgements
-           else None, "judge_mode": sorted({j.get("mode", "?") for j in judgements}),
+           else None, "judge_pending": sum(1 for j in judgements if j.get("pending")),
+           "judge_mode": sorted({j.get("mode", "?") for j in judgements}),
            "judge_protocol": sorted({j.get("protocol", "kit") for j in judgements}),
            "judge_answers_cut": None if unknown else sum(1 for j in judgements
                                                          if j.get("answer_cut"))}
@@ -214,6 +246,7 @@ def predict_agentwrite(model, rows: list[dict], path, config=None) -> list[dict]
     (``truncated`` is never set: AgentWrite has no overall budget)."""
     from lw.agentwrite import AgentWriter
 
+    check_rows(rows, ("id", "prompt", "length"), "the rows given to predict_agentwrite")
     items = [{"id": r["id"], "prompt": r["prompt"], "length": r["length"]} for r in rows]
     records = AgentWriter(model, path, config).run(items)
     out = []

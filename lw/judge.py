@@ -2,11 +2,12 @@
 
 Two protocols, recorded with every judgement (``protocol`` and ``prompt_version``):
 - ``kit`` (default): the kit's own prompt (``lw/prompts/judge_en.txt``), in one of two modes
-  (``mode="auto"`` takes ``prob`` for local models and ``text`` otherwise):
+  (``mode="auto"`` takes ``prob`` where ``model.capabilities.token_probabilities``, else
+  ``text``):
   - ``text``: the judge writes a reply ending in a JSON object of six 1-5 ratings, read by
     ``lw.scoring.parse_judgement``. Invalid replies are retried (``retries``, 5 by default,
     each with a fresh seed); an item never scored is stored unscored, with its reason.
-  - ``prob`` (local transformers models only): the kit writes ``{"Relevance": `` itself and
+  - ``prob`` (local transformers models): the kit writes ``{"Relevance": `` itself and
     reads the judge's next-token probabilities for the digits 1-5; the score is their
     expectation, then the likeliest digit is written and the next dimension asked. It cannot
     fail to parse, which makes a small local judge usable.
@@ -15,21 +16,36 @@ Two protocols, recorded with every judgement (``protocol`` and ``prompt_version`
   read by ``parse_judgement(official=True)``, asked again while its counter of tries is under 5
   (counted as the script counts, ``lw.scoring.read_official``), and its drop rule: an item never
   scored is left out of S_q. The kit still stores it (unscored, reason ``DROPPED``) so a rerun
-  does not ask again, and ``coverage`` reports it.
+  does not ask again, and ``coverage`` reports it. The script's transport retries (the
+  backend's own here) are apart from its 5 tries, with one difference: where the script, its
+  transport retries spent, reads its own "Max tries. Failed." as an unreadable reply and spends
+  a try on it, the kit stores nothing and asks again on the next run (an outage is no verdict).
 
 The judge sees the whole answer unless ``max_answer_chars`` caps it; every record says how many
 characters were judged out of how many (``judged_chars``, ``answer_chars``, ``answer_cut``).
 
+Each verdict is stored the moment it is reached (``model.stream``), so a kill loses only the
+requests in flight. "The judge answered but never usably" is a verdict: stored unscored, with
+its reason, counted in ``coverage`` and not asked again. "No answer" is not: a request that
+failed for transport reasons (server down, 5xx or timeouts after the client's own retries,
+``Generation.finish_reason == "error"``) is not stored, uses none of the protocol's tries, and is
+returned with ``pending`` True (``unscored`` ``NO_ANSWER``); a warning counts them and gives the
+last error, ``coverage`` reports them as ``judge_pending``, and rerunning with the same path asks
+them again.
+
     judgements = judge(model, preds, "runs/small/judge.jsonl", mode="prob")
     judgements = judge(gpt4o, preds, "runs/full/judge-official.jsonl", protocol="official")
-    coverage(judgements)  # scored, unscored by reason, answers cut
+    coverage(judgements)  # scored, unscored by reason, pending (no answer yet), answers cut
 """
 
+import warnings
 from collections import Counter
 
 from lw import official as official_prompts
 from lw import prompts, scoring
+from lw.datasets import check_rows
 from lw.errors import LwError
+from lw.llm.base import Request
 from lw.store import ResultStore
 
 PROTOCOLS = ("kit", "official")
@@ -42,6 +58,7 @@ UNTOTALLABLE = "accepted by the official script, which cannot total it"
 NEVER_PARSED = "no valid judgement"
 NO_PREDICTION = "no prediction"
 NO_FIT = "does not fit the judge's context"
+NO_ANSWER = "no answer from the judge (transport failure): not stored, rerun to ask again"
 
 
 def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | None = None,
@@ -66,7 +83,10 @@ def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | Non
         One record per prediction, in order: ``{"id", "scores" (dict or None), "unscored"
         (reason or None), "error", "protocol", "prompt_version", "mode", "judge", "attempts",
         "answer_chars", "judged_chars", "answer_cut", "max_answer_chars"}``; the official
-        protocol adds "tries" (its counter) and "raw_scores" (the dict it would write).
+        protocol adds "tries" (its counter) and "raw_scores" (the dict it would write). An item
+        the judge gave no answer for (transport failure) is not stored: its record has
+        ``"pending": True``, ``unscored`` ``NO_ANSWER`` and the last ``error``, and a warning
+        counts such items.
     """
     if official is not None:
         raise LwError("judge(official=...) is gone: protocol='official' runs the paper's judge "
@@ -80,6 +100,7 @@ def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | Non
     settings = _settings(protocol, retries=retries, temperature=temperature,
                          max_new_tokens=max_new_tokens)
     mode = _mode(model, mode, protocol)
+    check_rows(preds, ("id", "prompt"), "the predictions given to judge")
     store = ResultStore(path, key="id")
     base = {"protocol": protocol, "mode": mode, "judge": model.info(),
             "prompt_version": (official_prompts.version("judge") if protocol == "official"
@@ -89,39 +110,53 @@ def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | Non
     todo = [p for p in preds if p.get("status", "done") == "done" and p["id"] not in store]
     if todo and protocol == "official":
         official_prompts.locate("judge")  # fetch and verify before the first call
-    asks = {p["id"]: _prompt(protocol, p, max_answer_chars) for p in todo}
+    asks = {str(p["id"]): _prompt(protocol, p, max_answer_chars) for p in todo}
+    no_answer: dict[str, dict] = {}  # id -> {"attempts", "error"}: transport failures
     if mode == "prob":
         _judge_prob(model, todo, store, base, asks, progress)
-    elif protocol == "official":
-        _judge_official(model, todo, store, base, asks)
     else:
-        _judge_text(model, todo, store, base, asks, settings)
+        _judge_text(model, todo, store, base, asks, settings, protocol, no_answer, progress)
     out = []
     for p in preds:
         rec = store.get(p["id"])
-        if rec is None:  # the prediction itself failed: nothing to judge
+        if rec is None and str(p["id"]) in no_answer:
+            rec = {"id": p["id"], **base, **asks[str(p["id"])][1], "scores": None,
+                   "unscored": NO_ANSWER, "pending": True, **no_answer[str(p["id"])]}
+        elif rec is None:  # the prediction itself failed: nothing to judge
             rec = {"id": p["id"], **base, "scores": None, "unscored": NO_PREDICTION,
                    "attempts": 0, "error": p.get("error")}
         out.append(rec)
+    if no_answer:
+        last = no_answer[next(reversed(no_answer))]["error"]
+        warnings.warn(f"judge: {model.spec} gave no answer for {len(no_answer)} of {len(todo)} "
+                      f"items (last error: {str(last)[:300]}). They are not stored as verdicts: "
+                      f"once the judge is reachable, rerun judge() with the same path to ask "
+                      f"them again.", stacklevel=2)
     return out
 
 
 def coverage(judgements: list[dict]) -> dict:
     """What a results table reports about the judge: how many items were scored, why the others
-    were not (``judge_unscored_reasons``, e.g. ``DROPPED``), how many answers the judge saw cut
-    (``judge_answers_cut``), and the protocols and prompt versions that ran.
-    ``judge_coverage``, ``judge_answers_cut`` and ``judge_protocol`` are the values
+    were not (``judge_unscored_reasons``, e.g. ``DROPPED``), how many got no answer yet
+    (``judge_pending``: transport failures, asked again by a rerun; ``judge_last_error`` says
+    why), how many answers the judge saw cut (``judge_answers_cut``), and the protocols and
+    prompt versions that ran. ``judge_coverage`` (scored items over all items, pending ones
+    included), ``judge_pending``, ``judge_answers_cut`` and ``judge_protocol`` are the values
     ``lw.evaluate.quality`` reports under those names."""
     n = len(judgements)
     scored = sum(1 for j in judgements if j.get("scores"))
-    reasons = Counter(j.get("unscored") or "unknown" for j in judgements if not j.get("scores"))
+    pending = [j for j in judgements if j.get("pending")]
+    reasons = Counter(j.get("unscored") or "unknown" for j in judgements
+                      if not j.get("scores") and not j.get("pending"))
     # Judgements stored before cuts were recorded (the judge cut at 60,000 characters, silently)
     # cannot say: None, as lw.evaluate.quality reports it.
     unknown = any(j.get("scores") and "answer_cut" not in j for j in judgements)
     return {"judge_coverage": round(100.0 * scored / n, 1) if n else None,
-            "judge_scored": scored, "judge_unscored": n - scored,
+            "judge_scored": scored, "judge_unscored": n - scored - len(pending),
             "judge_unscored_reasons": dict(sorted(reasons.items())),
             "judge_dropped_official": reasons.get(DROPPED, 0),
+            "judge_pending": len(pending),
+            "judge_last_error": pending[-1].get("error") if pending else None,
             "judge_answers_cut": None if unknown else sum(1 for j in judgements
                                                           if j.get("answer_cut")),
             "judge_protocol": sorted({j.get("protocol", "kit") for j in judgements}),
@@ -139,7 +174,7 @@ def _settings(protocol: str, **given) -> dict:
 
 
 def _mode(model, mode: str, protocol: str) -> str:
-    local = hasattr(model, "tokenizer")  # next-token probabilities need the local weights
+    local = model.capabilities.token_probabilities  # declared by the backend, not guessed
     if mode not in ("auto", "text", "prob"):
         raise LwError(f"judge mode must be 'auto', 'text' or 'prob', got {mode!r}.")
     if protocol == "official":
@@ -185,71 +220,60 @@ def _prompt(protocol: str, pred: dict, cap: int | None) -> tuple[str, dict]:
                   "answer_cut": len(judged) < len(answer)}
 
 
-def _judge_text(model, todo, store, base, asks, settings) -> None:
-    pending = {p["id"]: p for p in todo}
-    errors: dict[str, str] = {}
-    for attempt in range(1, settings["retries"] + 1):
-        if not pending:
-            break
-        ids = list(pending)
-        outs = model.generate([asks[i][0] for i in ids], errors="return",
-                              temperature=settings["temperature"],
-                              max_new_tokens=settings["max_new_tokens"], seed=attempt)
-        for pid, out in zip(ids, outs, strict=True):
-            try:
-                if out.finish_reason == "error":
-                    raise scoring.JudgementError(f"the judge call failed: {out.error}")
-                scores = scoring.parse_judgement(out.text)
-            except scoring.JudgementError as exc:
-                errors[pid] = str(exc)
-                continue
-            store.add({"id": pid, **base, **asks[pid][1], "scores": scores, "unscored": None,
-                       "attempts": attempt, "error": None})
-            del pending[pid]
-    for pid in pending:  # never scored: kept, and counted in the coverage
-        store.add({"id": pid, **base, **asks[pid][1], "scores": None, "unscored": NEVER_PARSED,
-                   "attempts": settings["retries"], "error": errors.get(pid)})
+def _judge_text(model, todo, store, base, asks, settings, protocol, no_answer, progress):
+    """Ask every item, each verdict stored as it is reached; an unusable reply is asked again
+    (seed = attempt) while the protocol allows: the kit's ``retries`` replies, or the official
+    script's counter of tries (``lw.scoring.read_official``) under 5. A transport failure ends
+    the item's asking for this run without a verdict (``no_answer``): the script's transport
+    retries are the backend's own, apart from its 5 tries."""
+    config = model.config.updated(temperature=settings["temperature"],
+                                  max_new_tokens=settings["max_new_tokens"])
+    tries = {str(p["id"]): 0 for p in todo}  # the official script's counter
+    ids = {str(p["id"]): p["id"] for p in todo}  # stored as given (an int id stays an int)
 
+    def ask(pid: str, attempt: int) -> Request:
+        return Request((pid, attempt), asks[pid][0], config.updated(seed=attempt), name=pid)
 
-def _judge_official(model, todo, store, base, asks) -> None:
-    """eval_quality.py's loop, batched: each round asks every item still pending once."""
-    tries = {p["id"]: 0 for p in todo}
-    pending, attempt = list(tries), 0
-    while pending:
-        attempt += 1
-        outs = model.generate([asks[i][0] for i in pending], errors="return", seed=attempt,
-                              temperature=OFFICIAL_SETTINGS["temperature"],
-                              max_new_tokens=OFFICIAL_SETTINGS["max_new_tokens"])
-        still = []
-        for pid, out in zip(pending, outs, strict=True):
-            if out.finish_reason == "error":
-                # The script retries the transport itself (as the kit's backends do), then
-                # reads its "Max tries. Failed." text as an unreadable reply: one try.
-                reading = scoring.OfficialReading(False, None, None, 1,
-                                                  f"the judge call failed: {out.error}")
-            else:
-                reading = scoring.read_official(out.text)
-            rec = {"id": pid, **base, **asks[pid][1], "attempts": attempt,
-                   "error": reading.reason}
+    def on_done(request, out):
+        pid, attempt = request.key
+        rec = {"id": ids[pid], **base, **asks[pid][1], "attempts": attempt}
+        if out.finish_reason == "error":
+            no_answer[pid] = {"attempts": attempt, "error": f"the judge call failed: {out.error}"}
+            return []
+        if protocol == "official":
+            reading = scoring.read_official(out.text)
             if reading.accepted:
-                store.add({**rec, "scores": reading.scores, "tries": tries[pid],
-                           "raw_scores": reading.raw,
+                store.add({**rec, "error": reading.reason, "scores": reading.scores,
+                           "tries": tries[pid], "raw_scores": reading.raw,
                            "unscored": None if reading.scores else UNTOTALLABLE})
-                continue
+                return []
             tries[pid] += reading.tries
-            if tries[pid] >= scoring.OFFICIAL_TRIES:
-                store.add({**rec, "scores": None, "tries": tries[pid], "raw_scores": None,
-                           "unscored": DROPPED})
-            else:
-                still.append(pid)
-        pending = still
+            if tries[pid] < scoring.OFFICIAL_TRIES:
+                return [ask(pid, attempt + 1)]
+            store.add({**rec, "error": reading.reason, "scores": None, "tries": tries[pid],
+                       "raw_scores": None, "unscored": DROPPED})
+            return []
+        try:
+            scores = scoring.parse_judgement(out.text)
+        except scoring.JudgementError as exc:
+            if attempt < settings["retries"]:
+                return [ask(pid, attempt + 1)]
+            # never scored: kept, and counted in the coverage
+            store.add({**rec, "scores": None, "unscored": NEVER_PARSED, "error": str(exc)})
+            return []
+        store.add({**rec, "scores": scores, "unscored": None, "error": None})
+        return []
+
+    if todo:
+        model.stream([ask(str(p["id"]), 1) for p in todo], on_done, errors="return",
+                     progress=progress, desc=f"judge {model.spec}")
 
 
 def _judge_prob(model, todo, store, base, asks, progress) -> None:
     from tqdm.auto import tqdm
 
     for p in tqdm(todo, desc=f"judge {model.spec}", disable=not progress):
-        prompt, answer = asks[p["id"]]
+        prompt, answer = asks[str(p["id"])]
         try:
             scores, error = prob_scores(model, prompt), None
         except scoring.JudgementError as exc:

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from lw import scoring, text
+from lw.datasets import check_rows
 from lw.errors import LwError
 
 VERSION = 1  # bump when what these functions read or write changes
@@ -43,6 +44,8 @@ def write_official_preds(preds: list[dict], path, skip_failed: bool = False) -> 
     Returns:
         ``{"path", "written", "left_out"}`` (ids left out).
     """
+    # pred.py's rows always hold prompt and length; eval_length.py fails on a line without.
+    check_rows(preds, ("id", "prompt", "length"), "the predictions given to write_official_preds")
     failed = [p["id"] for p in preds if p.get("status", "done") != "done"]
     if failed and not skip_failed:
         raise LwError(f"{len(failed)} predictions failed ({', '.join(failed[:5])}): they have no "
@@ -269,6 +272,7 @@ def _unjudged(pred: dict, path) -> dict:
 def _prompt_index(rows: list[dict] | None) -> dict | None:
     if rows is None:
         return None
+    check_rows(rows, ("id", "prompt", "length"), "the rows given")
     index = {}
     for r in rows:
         if r["prompt"] in index:

@@ -142,3 +142,38 @@ def test_records_written_with_the_old_names_are_still_read():
     conv = lw.data.to_conversation(old)
     assert conv["messages"][0]["content"] == "Write 120 words." and conv["length"] == 120
     assert conv["messages"][1]["content"] == body.strip()
+
+
+def test_instruction_files_with_bad_rows_say_which_and_what_to_do(tmp_path):
+    def source(*rows, raw=None):
+        path = tmp_path / "bad.jsonl"
+        path.write_text(raw or "".join(json.dumps(r) + "\n" for r in rows))
+        return str(path)
+
+    # A target of 0 words no longer becomes the default 2,000 words silently.
+    with pytest.raises(LwError, match=r"record 2: 'length'.*at least 1, got 0"):
+        instructions(source({"prompt": "A poem.", "length": 120}, {"prompt": "Hi", "length": 0}))
+    with pytest.raises(LwError, match=r"record 1 has no 'length'.*add \"length\""):
+        instructions(source({"prompt": "Write about the sea."}))
+    with pytest.raises(LwError, match=r"record 1.*'length'"):  # "0 words" is no target either
+        instructions(source({"prompt": "Write 0 words about the sea."}))
+    with pytest.raises(LwError, match=r"record 1 has no 'prompt'.*it has length"):
+        instructions(source({"length": 300}))
+    with pytest.raises(LwError, match="record 1 is not valid JSON"):
+        instructions(source(raw="{oops\n"))
+    with pytest.raises(LwError, match="appears twice"):
+        instructions(source({"id": "a", "prompt": "A poem.", "length": 9},
+                            {"id": "a", "prompt": "A song.", "length": 9}))
+    rows = instructions(source({"instruction": "Tell a story.", "target_words": 400}))
+    assert rows[0]["prompt"] == "Tell a story." and rows[0]["length"] == 400
+
+
+def test_training_rows_of_the_wrong_shape_are_named(tmp_path):
+    with pytest.raises(LwError, match=r"data\[0\]: 'messages' must be a list"):
+        conversations_for(None, [{"messages": [{"content": "no role"}]}])
+    with pytest.raises(LwError, match=r"data\[1\]: expected a dict"):
+        conversations_for(None, [{"prompt": "p", "response": "r"}, "just text"])
+    bad = tmp_path / "t.jsonl"
+    bad.write_text(json.dumps({"prompt": "p", "response": "r"}) + "\n{cut\n")
+    with pytest.raises(LwError, match=r"t.jsonl:2 is not valid JSON"):
+        load(bad)

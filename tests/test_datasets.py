@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import lw
 from lw import datasets
 from lw.errors import LwError
 
@@ -100,3 +101,28 @@ def test_download_verifies_and_caches(tmp_path, monkeypatch):
     cached.write_text("tampered\n")
     with pytest.raises(LwError, match="not the pinned"):
         datasets.load("longwrite_ruler")
+
+
+def test_subset_and_row_checks_name_the_field_and_the_row():
+    rows = [{"id": f"x{i}", "prompt": f"Write {n} words on tides.", "length": n}
+            for i, n in enumerate([100, 900, 3000, 6000])]
+    # Rows without language or bucket (not from load) are still stratified, from prompt/length.
+    assert len(datasets.subset(rows, n=3)) == 3
+    with pytest.raises(LwError, match=r"subset\[1\] \(id 'x1'\) has no 'length'"):
+        datasets.subset([rows[0], {"id": "x1", "prompt": "Write."}], n=1)
+    old = {"id": "y", "instruction": "Write 50 words.", "target_words": 50}
+    with pytest.raises(LwError, match="'instruction', the old name.*Prompt.from_dict"):
+        datasets.check_rows([old])
+    fixed = lw.records.Prompt.from_dict(old).to_dict()
+    assert datasets.check_rows([fixed]) == [fixed]
+    for length in (0, -5, 1.5, "800", True):
+        with pytest.raises(LwError, match=r"rows\[0\] \(id 'x0'\): 'length'.*at least 1"):
+            datasets.check_rows([{**rows[0], "length": length}])
+    with pytest.raises(LwError, match="appears twice"):
+        datasets.check_rows([rows[0], rows[0]])
+    with pytest.raises(LwError, match="non-empty text"):
+        datasets.check_rows([{**rows[0], "prompt": "  "}])
+    with pytest.raises(LwError, match="list of dicts"):
+        datasets.check_rows({"id": "x"})
+    with pytest.raises(LwError, match=r"rows\[0\] is a str"):
+        datasets.check_rows(["Write 50 words."])

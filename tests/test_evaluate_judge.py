@@ -27,7 +27,8 @@ def test_predict_is_resumable_and_flags_truncation(tmp_path):
 def test_failed_predictions_are_returned_not_stored(tmp_path):
     fake = ScriptedChatModel(lambda conv, prefix: RuntimeError("down")
                              if "topic 1" in conv[0]["content"] else "fine words")
-    preds = evaluate.predict(fake, ROWS[:2], tmp_path / "p.jsonl", max_new_tokens=10)
+    with pytest.warns(UserWarning, match=r"1 of 2 requests to fake failed.*down.*rerun"):
+        preds = evaluate.predict(fake, ROWS[:2], tmp_path / "p.jsonl", max_new_tokens=10)
     assert [p["status"] for p in preds] == ["done", "failed"] and "down" in preds[1]["error"]
     fixed = ScriptedChatModel("fine words")
     assert evaluate.predict(fixed, ROWS[:2], tmp_path / "p.jsonl", 10)[1]["status"] == "done"
@@ -191,3 +192,24 @@ def test_run_model_loads_with_its_options_and_files_by_them(tmp_path):
     # Without options the file is the one runs made before options existed (they resume).
     old = store.keyed_path(tmp_path, "preds", model="tiny-random", **settings)
     assert old.exists() and len(list(tmp_path.glob("preds-*.jsonl"))) == 2
+
+
+def test_rows_missing_a_field_are_refused_before_any_request(tmp_path):
+    fake = ScriptedChatModel("words")
+    with pytest.raises(LwError, match=r"predict\[1\] \(id 'r1'\) has no 'prompt'"):
+        evaluate.predict(fake, [ROWS[0], {"id": "r1", "length": 50}], tmp_path / "p.jsonl", 10)
+    with pytest.raises(LwError, match=r"predict\[0\] has no 'id'"):
+        evaluate.predict(fake, [{"prompt": "Write.", "length": 50}], tmp_path / "p.jsonl", 10)
+    with pytest.raises(LwError, match=r"predict\[0\] \(id 'r0'\): 'length'.*got 0"):
+        evaluate.predict(fake, [{**ROWS[0], "length": 0}], tmp_path / "p.jsonl", 10)
+    with pytest.raises(LwError, match=r"judge\[0\] \(id 'r0'\) has no 'prompt'"):
+        judge.judge(fake, [{"id": "r0", "response": "x"}], tmp_path / "j.jsonl")
+    assert fake.calls == []
+    preds = [{**r, "status": "done", "response": "w", "words": 1} for r in ROWS[:2]]
+    with pytest.raises(LwError, match=r"predictions\[1\] \(id 'r1'\) has no 'length'"):
+        evaluate.results([preds[0], {k: v for k, v in preds[1].items() if k != "length"}])
+    with pytest.raises(LwError, match=r"predictions\[0\] \(id 'r0'\): 'length'.*got -3"):
+        evaluate.results([{**preds[0], "length": -3}])
+    # Short prompts without a length (lw.data.short_answers) are fine for predict.
+    assert evaluate.predict(fake, [{"id": "s", "prompt": "Hi."}], tmp_path / "s.jsonl",
+                            10)[0]["status"] == "done"

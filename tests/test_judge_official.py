@@ -58,27 +58,32 @@ def test_official_tries_are_counted_as_the_script_counts_them(official_prompts, 
         "r1": [MISSING_MIDDLE] * 5,  # 2 tries each: asked at 0, 2, 4 -> 3 calls, dropped
         "r2": [MISSING_LAST] * 5,  # 1 try each: 5 calls, dropped
         "r3": [json.dumps({**SIX, "Clarity": "4/5"})],  # accepted; the totals cannot read it
-        "r4": [RuntimeError("server down")] * 5,  # each failed call: one try
+        "r4": [RuntimeError("server down"), GOOD],  # no answer: no try used, not stored
         "r5": [MISSING_MIDDLE, MISSING_LAST, MISSING_LAST, MISSING_LAST],  # 2+1+1+1 -> dropped
     })
-    out = judge.judge(fake, _preds(6), tmp_path / "j.jsonl", protocol="official")
-    assert seen == {"r0": 2, "r1": 3, "r2": 5, "r3": 1, "r4": 5, "r5": 4}
-    assert [j["attempts"] for j in out] == [2, 3, 5, 1, 5, 4]
-    assert [j["tries"] for j in out] == [1, 6, 5, 0, 5, 5]
+    with pytest.warns(UserWarning, match="no answer for 1 of 6 items.*server down"):
+        out = judge.judge(fake, _preds(6), tmp_path / "j.jsonl", protocol="official")
+    assert seen == {"r0": 2, "r1": 3, "r2": 5, "r3": 1, "r4": 1, "r5": 4}
+    assert [j["attempts"] for j in out] == [2, 3, 5, 1, 1, 4]
+    assert [j.get("tries") for j in out] == [1, 6, 5, 0, None, 5]
     assert out[0]["scores"] == {d: 4.0 for d in DIMS}
     assert [j["unscored"] for j in out[1:]] == [judge.DROPPED, judge.DROPPED, judge.UNTOTALLABLE,
-                                                judge.DROPPED, judge.DROPPED]
+                                                judge.NO_ANSWER, judge.DROPPED]
     assert "lacks 'Coherence'" in out[1]["error"] and "server down" in out[4]["error"]
+    assert out[4]["pending"] and "pending" not in out[0]
     assert out[3]["raw_scores"]["Clarity"] == "4/5"
     cov = judge.coverage(out)
-    assert cov["judge_dropped_official"] == 4 and cov["judge_scored"] == 1
-    assert cov["judge_unscored_reasons"] == {judge.DROPPED: 4, judge.UNTOTALLABLE: 1}
+    assert cov["judge_dropped_official"] == 3 and cov["judge_scored"] == 1
+    assert cov["judge_unscored_reasons"] == {judge.DROPPED: 3, judge.UNTOTALLABLE: 1}
+    assert cov["judge_pending"] == 1 and "server down" in cov["judge_last_error"]
     assert cov["judge_coverage"] == evaluate.quality(out)["judge_coverage"] == pytest.approx(16.7)
     assert evaluate.quality(out)["S_q"] == 75  # the means over what the script would write
-    # Dropped items are stored: a rerun asks nothing again.
-    quiet = ScriptedChatModel("unused")
-    again = judge.judge(quiet, _preds(6), tmp_path / "j.jsonl", protocol="official")
-    assert quiet.calls == [] and again == out
+    # Verdicts are stored: a rerun asks only the item that got no answer.
+    again = judge.judge(fake, _preds(6), tmp_path / "j.jsonl", protocol="official")
+    assert seen["r4"] == 2 and sum(seen.values()) == 17
+    assert again[4]["scores"] == {d: 4.0 for d in DIMS} and again[4]["tries"] == 0
+    assert again[:4] + again[5:] == out[:4] + out[5:]
+    assert judge.coverage(again)["judge_pending"] == 0
 
 
 def test_official_protocol_keeps_the_scripts_values(official_prompts, tmp_path):
@@ -176,3 +181,46 @@ def test_coverage_agrees_with_the_results_table(official_prompts, tmp_path):
     assert cov["judge_answers_cut"] == 2 and cov["judge_protocol"] == ["official"]
     old = [{k: v for k, v in out[0].items() if k != "answer_cut"}]  # stored before cuts were
     assert judge.coverage(old)["judge_answers_cut"] is None  # recorded: unknown, not 0
+
+
+@pytest.mark.parametrize("protocol", ["kit", "official"])
+def test_an_outage_is_no_verdict_and_a_rerun_asks_again(official_prompts, tmp_path, protocol):
+    """A judge that cannot be reached answers nothing: nothing is stored, coverage counts the
+    items as pending (0%), and the run after the outage scores them all (100%)."""
+    state = {"down": True, "calls": 0}
+
+    def reply(conv, prefix):
+        state["calls"] += 1
+        return RuntimeError("503 server error") if state["down"] else GOOD
+
+    fake = ScriptedChatModel(reply)
+    preds = [*_preds(3), {**ROWS[3], "status": "failed", "error": "timeout"}]
+    with pytest.warns(UserWarning, match=r"no answer for 3 of 3 items.*503"):
+        out = judge.judge(fake, preds, tmp_path / "j.jsonl", protocol=protocol, retries=None)
+    assert state["calls"] == 3  # no try spent on an outage: the backend retried already
+    assert not (tmp_path / "j.jsonl").exists()  # no verdict stored
+    assert [j["unscored"] for j in out] == [judge.NO_ANSWER] * 3 + [judge.NO_PREDICTION]
+    cov = judge.coverage(out)
+    assert (cov["judge_coverage"], cov["judge_pending"], cov["judge_unscored"]) == (0.0, 3, 1)
+    assert "503" in cov["judge_last_error"] and evaluate.quality(out)["judge_pending"] == 3
+    state["down"] = False
+    again = judge.judge(fake, preds, tmp_path / "j.jsonl", protocol=protocol)
+    assert state["calls"] == 6 and all(j["scores"] for j in again[:3])
+    cov = judge.coverage(again)
+    assert (cov["judge_coverage"], cov["judge_pending"]) == (75.0, 0)  # the failed prediction
+    assert judge.coverage(again[:3])["judge_coverage"] == 100.0
+    quiet = ScriptedChatModel("unused")
+    judge.judge(quiet, preds, tmp_path / "j.jsonl", protocol=protocol)
+    assert quiet.calls == []
+
+
+def test_an_outage_after_unusable_replies_leaves_the_item_to_the_next_run(tmp_path):
+    """Kit protocol: unusable replies use tries; an outage ends the item's asking without a
+    verdict, and the next run starts its tries afresh."""
+    script = iter(["garbage", RuntimeError("connection refused"), "still garbage", GOOD])
+    fake = ScriptedChatModel(lambda conv, prefix: next(script))
+    with pytest.warns(UserWarning, match="connection refused"):
+        out = judge.judge(fake, _preds(1), tmp_path / "j.jsonl", retries=3)
+    assert out[0]["pending"] and out[0]["attempts"] == 2
+    again = judge.judge(fake, _preds(1), tmp_path / "j.jsonl", retries=3)
+    assert again[0]["scores"] and again[0]["attempts"] == 2

@@ -12,10 +12,12 @@ its target, or it loops (share of repeated 4-grams above a bound; small models l
 """
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lw import text
+from lw.datasets import check_length, check_rows
 from lw.errors import LwError
 from lw.records import Answer
 from lw.store import jsonl_lines
@@ -64,7 +66,9 @@ def instructions(source: str = "kit", n: int | None = None, min_words: int = 0,
         source: "kit" (written for this kit, offline), ``hub:<id>`` (e.g.
             ``hub:THUDM/LongWriter-6k``: its user turns, with the length asked for read from the
             text, else the length of its own answer) or a JSONL path (``prompt``/``instruction``,
-            optional ``length``).
+            and ``length``, which may be left out where the prompt states it, e.g. "a
+            3000-word essay"). A row without a usable prompt or with a length below 1 is an
+            LwError naming it.
         n, min_words, max_words, seed: how many, which required lengths, seeded pick.
     """
     from lw import instructions as kit
@@ -75,33 +79,62 @@ def instructions(source: str = "kit", n: int | None = None, min_words: int = 0,
     if source.startswith("hub:"):
         from lw.sft.data import load
 
-        rows = []
+        rows, unknown = [], 0
         for i, conv in enumerate(load(source)):
             user = next(m["content"] for m in conv["messages"] if m["role"] == "user")
             answer = next(m["content"] for m in conv["messages"] if m["role"] == "assistant")
             length, how = infer_target_words(user, default=0)
+            length = length if how != "default" else text.count_words(answer)
+            if length < 1:  # no length asked for and no words answered: no target to write to
+                unknown += 1
+                continue
             rows.append({"id": f"{source[4:]}-{i}", "prompt": user, "type": "hub",
-                         "length": length if how != "default" else text.count_words(answer)})
+                         "length": length})
+        if unknown:
+            warnings.warn(f"{source}: left out {unknown} conversations whose request states no "
+                          "length and whose answer has no words to count.", stacklevel=2)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise LwError(f"instruction source {source!r} is neither 'kit', hub:<id> nor a file.")
-        rows = []
-        for i, line in enumerate(jsonl_lines(path)):
-            if line.strip():
-                r = json.loads(line)
-                prompt = r.get("prompt") or r.get("instruction")
-                if not prompt:
-                    raise LwError(f"{path}:{i + 1} has no 'prompt' or 'instruction'.")
-                length = r.get("length") or infer_target_words(prompt)[0]
-                rows.append({"id": str(r.get("id", f"{path.stem}-{i}")), "prompt": prompt,
-                             "length": int(length), "type": r.get("type", "user")})
+        rows = _jsonl_instructions(source)
+    check_rows(rows, ("id", "prompt", "length"), f"the instructions from {source}")
     rows = [r for r in rows if r["length"] >= min_words and (max_words is None or
                                                            r["length"] <= max_words)]
     if n is not None and n < len(rows):
         import random
 
         rows = sorted(random.Random(seed).sample(rows, n), key=lambda r: r["id"])
+    return rows
+
+
+def _jsonl_instructions(source: str) -> list[dict]:
+    """Rows of a JSONL of instructions (see ``instructions``), each checked as it is read."""
+    from lw.agentwrite import infer_target_words
+
+    path = Path(source)
+    if not path.is_file():
+        raise LwError(f"instruction source {source!r} is neither 'kit', hub:<id> nor a file.")
+    rows = []
+    for i, line in enumerate(jsonl_lines(path)):
+        where = f"{path}, record {i + 1}"
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LwError(f"{where} is not valid JSON ({exc}): fix or delete it.") from exc
+        if not isinstance(r, dict):
+            raise LwError(f"{where} is a {type(r).__name__}, not an object with 'prompt' "
+                          "and 'length'.")
+        prompt = r.get("prompt") or r.get("instruction")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise LwError(f"{where} has no 'prompt' (or 'instruction') text; it has "
+                          f"{', '.join(sorted(r)) or 'no fields'}.")
+        length = r.get("length", r.get("target_words"))
+        if length is None:
+            length, how = infer_target_words(prompt)
+            if how == "default":  # "write 0 words" or no number at all: nothing to go by
+                raise LwError(f"{where} has no 'length' and its prompt states no length of at "
+                              f"least 1 word ({prompt[:80]!r}): add \"length\": <words>.")
+        check_length(length, where)
+        rows.append({"id": str(r.get("id", f"{path.stem}-{i}")), "prompt": prompt,
+                     "length": length, "type": r.get("type", "user")})
     return rows
 
 

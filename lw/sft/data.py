@@ -35,7 +35,13 @@ def load(source, limit: int | None = None) -> list[dict]:
 
         rows = list(load_from_disk(str(path)))
     elif path.is_file():
-        rows = [json.loads(line) for line in jsonl_lines(path)]
+        rows = []
+        for i, line in enumerate(jsonl_lines(path)):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise LwError(f"{source}:{i + 1} is not valid JSON ({exc}): fix or delete that "
+                              "record.") from exc
     else:
         raise LwError(f"training data {source} not found: pass a JSONL of {{'messages': [...]}}, "
                       "a saved datasets folder or hub:<id> (notebook 04 builds the kit's data).")
@@ -45,8 +51,17 @@ def load(source, limit: int | None = None) -> list[dict]:
 
 def as_conversation(row: dict, where: str = "row") -> dict:
     """One row in the ``{"messages": [...]}`` shape, or an error naming the row."""
+    if not isinstance(row, dict):
+        raise LwError(f"{where}: expected a dict with 'messages' or prompt/response fields, got "
+                      f"a {type(row).__name__}.")
     if "messages" in row:
-        messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+        raw = row["messages"]
+        if not isinstance(raw, (list, tuple)) or any(
+                not isinstance(m, dict) or "role" not in m or not isinstance(m.get("content"), str)
+                for m in raw):
+            raise LwError(f"{where}: 'messages' must be a list of {{'role': ..., 'content': "
+                          f"str}} dicts, got {raw!r:.200}.")
+        messages = [{"role": m["role"], "content": m["content"]} for m in raw]
     else:
         prompt = row.get("prompt") or row.get("instruction")
         reply = row.get("response") or row.get("output") or row.get("text")
