@@ -1,6 +1,7 @@
 # The kit's entry points. `make reproduce` and `make test` each set everything up first.
 #   make reproduce            venv + install + every notebook at SIZE (default small) on the embedded model
 #   make test                 venv + install + ruff + unit tests + notebooks under nbval at mock size
+#   make test-server          the tests against a real llama-cpp-python server (builds it once, ~8 min)
 #   make bench                the benchmarks (~35 min on 2 cores; prints figures)
 #   make strip                strip outputs from notebooks before committing
 # GPU users keep their own torch: `make setup TORCH=` skips the CPU pin.
@@ -17,7 +18,7 @@ SHARED_DATA := $(abspath ../shared/data/longwriter)
 export LW_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)/README.md),$(SHARED_DATA),)
 TEST_ENV := LW_SIZE=mock LW_RUN_DIR=$(CURDIR)/runs/nbval HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup browser reproduce test lint check-notebooks strip bench lab clean
+.PHONY: setup browser reproduce test test-server lint check-notebooks strip bench lab clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,21 @@ lint: setup
 
 test: lint browser
 	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax
+
+# A real OpenAI-compatible server nobody here wrote: llama-cpp-python's, serving the embedded GGUF.
+# PyPI has only its source; the wheel is built once (~8 min on 2 cores, without native CPU flags,
+# which segfault on these processors' AMX buffers) into a cache outside the repository, keyed by
+# version, and reused by every later run and checkout.
+LLAMA_CPP_VERSION := 0.3.36
+WHEEL_CACHE ?= $(HOME)/.cache/lw/wheels
+LLAMA_CPP_WHEEL = $(firstword $(wildcard $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl))
+
+test-server: setup
+	@test -n "$(LLAMA_CPP_WHEEL)" || (mkdir -p $(WHEEL_CACHE) && echo "building llama-cpp-python $(LLAMA_CPP_VERSION) (~8 min, once)" && \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+	  $(BIN)/pip wheel --quiet --no-deps "llama-cpp-python==$(LLAMA_CPP_VERSION)" -w $(WHEEL_CACHE))
+	$(BIN)/pip install --quiet "$(firstword $(wildcard $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl))[server]"
+	$(TEST_ENV) LW_REQUIRE_LLAMACPP=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_llamacpp_server.py
 
 bench: setup
 	$(BIN)/python benchmarks/bench_generate.py
