@@ -3,7 +3,7 @@
 import pytest
 
 from lw.agentwrite import check_plan, infer_target_words, parse_plan, scaffold_steps
-from lw.agentwrite.plan import PlanStep, unread_counts_note, zh_number
+from lw.agentwrite.plan import PlanStep, plan_step_limit, unread_counts_note, zh_number
 from lw.errors import LwError
 
 
@@ -85,8 +85,39 @@ def test_infer_target_words(instruction, expected):
 def test_scaffold_counts_add_up():
     assert scaffold_steps(2000, 400) == [400] * 5
     assert sum(scaffold_steps(3333, 400)) == 3333
-    assert len(scaffold_steps(100000, 400)) == 50
     assert scaffold_steps(150) == [150]
+    # Past the paper's 50 steps the step limit grows with the target (500 words a step on
+    # average), so no scaffolded step goes over the 1,000 words a plan step may hold.
+    assert scaffold_steps(100000, 400) == [500] * 200
+    assert scaffold_steps(30000, 1000) == [1000] * 30
+    with pytest.raises(LwError, match="positive target"):
+        scaffold_steps(0)
+
+
+def test_the_step_limit_grows_with_the_target():
+    assert plan_step_limit() == plan_step_limit(2000) == plan_step_limit(25000) == 50
+    assert plan_step_limit(60000) == 120
+    # A 60,000-word target cannot be planned in 50 steps of at most 1,000 words; 60 can be now.
+    sixty = "\n".join(f"Paragraph {i} - Main Point: p{i} - Word Count: 1000 words"
+                      for i in range(1, 61))
+    assert check_plan(parse_plan(sixty, 60000), 60000) is None
+    with pytest.raises(LwError, match="plans over 50 are rejected for a 2000-word target"):
+        parse_plan(sixty, 2000)
+    too_many = "\n".join(f"Paragraph {i} - Main Point: p - Word Count: 300 words"
+                         for i in range(1, 122))
+    with pytest.raises(LwError, match="121 steps; plans over 120 are rejected for a 60000-word "
+                                      "target.*plan_step_limit"):
+        parse_plan(too_many, 60000)
+
+
+@pytest.mark.parametrize(("instruction", "expected"), [
+    ("Write 0 words about tides", (0, "instruction")),  # never silently the 2,000 default
+    ("Write -300 words about tides", (-300, "instruction")),
+    ("Write a 300 - 500 words essay", (500, "instruction")),  # a range's dash is no minus sign
+    ("写一篇0字的文章", (0, "instruction")),
+])
+def test_impossible_lengths_are_read_as_written(instruction, expected):
+    assert infer_target_words(instruction) == expected
 
 
 def test_zh_numbers():

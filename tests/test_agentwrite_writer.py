@@ -138,14 +138,11 @@ def test_unusable_free_plan_falls_back_to_scaffold(tmp_path):
     assert all(c[2].stop == ("\n",) for c in fake.calls if c[1])
 
 
-def test_without_prefix_support_a_bad_plan_fails_with_the_reason(tmp_path):
-    fake = scripted(plan="no plan here")
-    fake.supports_prefix = False
-    rec = AgentWriter(fake, tmp_path / "r.jsonl").run(["Write A."])[0]
-    assert rec["status"] == "failed" and "no plan step found" in rec["error"]
-    rec = AgentWriter(scripted(plan="no"), tmp_path / "s.jsonl",
+def test_a_free_plan_that_fails_says_why_and_what_to_do(tmp_path):
+    rec = AgentWriter(scripted(plan="no plan here"), tmp_path / "s.jsonl",
                       AgentWriteConfig(plan_mode="free")).run(["Write A."])[0]
-    assert rec["status"] == "failed"
+    assert rec["status"] == "failed" and "no plan step found" in rec["error"]
+    assert "plan_mode='auto' scaffolds" in rec["error"]
 
 
 def test_chinese_instructions_get_chinese_prompts(tmp_path):
@@ -164,7 +161,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
 
 
 def test_bad_input_is_explained():
-    with pytest.raises(LwError, match="empty instruction"):
+    with pytest.raises(LwError, match="row 1: 'prompt' is '  '; every item needs text"):
         make_items(["  "])
     with pytest.raises(LwError, match="language"):
         AgentWriteConfig(language="fr")
@@ -236,7 +233,9 @@ def test_openai_server_end_to_end(tmp_path, server):
     # line above) + 2 paragraphs: 5 to 7 requests, never a duplicate paragraph
     assert 5 <= server.seen() <= 7
     keys = [json.loads(x)["key"] for x in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert sorted(keys) == sorted(["__config__", "a/plan", "a/p1", "a/p2", "a/final"])
+    # Every finished reply stored: the unusable free plan and each scaffold line too.
+    assert sorted(keys) == sorted(["__config__", "a/free@0", "a/scaffold@0/1", "a/scaffold@0/2",
+                                   "a/plan", "a/p1", "a/p2", "a/final"])
     assert server.key not in (tmp_path / "r.jsonl").read_text()
 
 

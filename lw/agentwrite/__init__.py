@@ -12,9 +12,14 @@ instruction and the plan (``mode="parallel"``, the paper's +Parallel ablation).
 All items advance together through ``model.stream``: an item's next paragraph is asked for the
 moment its previous one is stored, so a local backend keeps its batch rows busy and a server its
 connections (other backends work in rounds). Every plan and paragraph is stored as it finishes;
-rerunning with the same path resumes. Weak models that cannot write the plan format get a
-scaffolded plan (``plan_mode``): the planner writes ``Paragraph i - Main Point:`` itself and the
-model completes each line.
+rerunning with the same path resumes, and ``run(..., retry_failed=True)`` asks failed items
+again (a failed plan with fresh seeds). Weak models that cannot write the plan format get a
+scaffolded plan (``plan_mode``, ``lw.agentwrite.planning``): the target is split into equal
+paragraphs and the model gives each line's main point, by continuing ``Paragraph i - Main
+Point:`` where the backend continues an assistant prefix (``plan_mode="scaffold"`` in the
+record), else in a short chat turn of its own per line (``"scaffold_chat"``: llama.cpp's server,
+hosted APIs). Plans may have up to ``plan_step_limit(target)`` steps: the paper's 50, more for
+targets over 25,000 words.
 
 Two prompt sets: the kit's own, versioned (``prompts="kit"``, the default, English or Chinese after
 the instruction) and the paper's plan and write prompts, fetched and checksum-verified by
@@ -34,11 +39,13 @@ from lw.agentwrite.plan import (
     check_plan,
     infer_target_words,
     parse_plan,
+    plan_step_limit,
     scaffold_steps,
     unread_counts_note,
 )
 from lw.agentwrite.writer import AgentWriter
 
 __all__ = ["AgentWriteConfig", "AgentWriter", "PlanStep", "check_plan", "infer_target_words",
-           "long_table", "make_items", "parse_plan", "scaffold_steps", "strip_label", "summary",
+           "long_table", "make_items", "parse_plan", "plan_step_limit", "scaffold_steps",
+           "strip_label", "summary",
            "unread_counts_note", "write_direct"]

@@ -1,5 +1,5 @@
-"""Cleaning model text for AgentWrite: plan-line main points, repeated points, echoed labels
-and chatty preambles."""
+"""Cleaning model text for AgentWrite: plan-line main points (from a continued prefix or a plain
+chat reply), repeated points, echoed labels and chatty preambles."""
 
 import re
 
@@ -24,6 +24,31 @@ def main_point(completion: str) -> str:
         return parse_plan("Paragraph 1 - Main Point: " + line)[0].main_point[:300]
     except LwError:
         return line[:300]
+
+
+_POINT_LABEL = re.compile(r"(?:main\s*point|主要观点|主要内容)\s*[:：]\s*", re.I)
+_QUOTES = " \"'“”‘’「」『』"
+_STEP_LABEL = re.compile(r"^(?:\d+\s*[.)、]\s*)?(?:(?:paragraph|section|part|step)\s*\d+|"
+                         r"第\s*[0-9一二三四五六七八九十百]+\s*段)?\s*[-–—:：.)、]*\s*", re.I)
+
+
+def chat_point(reply: str) -> str:
+    """The main point from a plain chat reply to the scaffold's question, read leniently: the
+    first line with something in it, past a chatty preamble ("Sure! Here is the main point:"),
+    with an echoed label ("Paragraph 3 - Main Point:", "Main point:", "第3段 - 主要观点："),
+    markup, quotes and a copied word count taken off; "" when nothing is left."""
+    for raw in (reply or "").splitlines():
+        line = re.sub(r"[*_`#>]+", "", raw).strip()
+        if not line or _PREAMBLE.match(line):
+            continue
+        label = _POINT_LABEL.search(line)
+        if label and label.start() <= 40:  # "Paragraph 3 - Main Point: X", "Main point: X"
+            line = line[label.end():]
+        line = _STEP_LABEL.sub("", line, count=1)  # "1. X", "Paragraph 3: X", "第3段：X"
+        point = main_point(line).strip(_QUOTES)
+        if point:
+            return point
+    return ""
 
 
 _LABEL = re.compile(r"^\W*(?:paragraph\s*\d+|第\s*[0-9一二三四五六七八九十百]+\s*段)\b[^\n]{0,80}?"

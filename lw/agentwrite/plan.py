@@ -24,6 +24,10 @@ from lw.errors import LwError
 
 MAX_STEPS = 50  # the official pipeline skips plans longer than this
 MIN_WORDS, MAX_WORDS = 200, 1000  # per paragraph, as the plan prompt asks
+# Above 25,000 words the paper's 50 steps would force paragraphs averaging over 500 words, and
+# above 50,000 no plan could fit at all: there the step limit grows so that a plan averaging 500
+# words a paragraph fits (``plan_step_limit``).
+STEP_WORDS_FLOOR = 500
 DEFAULT_TARGET = 2000
 NO_TARGET_SHARE = 500  # an unread count's length when no target is known
 
@@ -123,7 +127,8 @@ def parse_plan(text: str, target_words: int | None = None, strict: bool = False)
         PlanStep list in order (indices renumbered 1..n).
 
     Raises:
-        LwError: no recognisable step, more than 50 steps, or (strict) an unread count.
+        LwError: no recognisable step, more steps than ``plan_step_limit(target_words)`` (50
+            up to a 25,000-word target), or (strict) an unread count.
     """
     found: list[dict] = []
     for raw in (text or "").splitlines():
@@ -149,9 +154,12 @@ def parse_plan(text: str, target_words: int | None = None, strict: bool = False)
     if not found:
         raise LwError("no plan step found: expected lines like 'Paragraph 1 - Main Point: ... - "
                       f"Word Count: 400 words'. The reply began: {(text or '')[:200]!r}")
-    if len(found) > MAX_STEPS:
-        raise LwError(f"the plan has {len(found)} steps; plans over {MAX_STEPS} are rejected "
-                      "(too many steps break the write loop, as in the paper's data pipeline).")
+    limit = plan_step_limit(target_words)
+    if len(found) > limit:
+        whose = f" for a {target_words}-word target" if target_words else ""
+        raise LwError(f"the plan has {len(found)} steps; plans over {limit} are rejected{whose} "
+                      "(too many steps break the write loop, as in the paper's data pipeline; "
+                      "see lw.agentwrite.plan_step_limit).")
     steps = _fill_counts(found, target_words)
     if strict and (note := unread_counts_note(steps, target_words)):
         raise LwError(f"{note}. Ask for a plan with a number of words on every line.")
@@ -256,24 +264,41 @@ def check_plan(steps: list[PlanStep], target_words: int) -> str | None:
     return None
 
 
+def plan_step_limit(target_words: int | None = None) -> int:
+    """The most steps a plan may have: the paper's 50 (its data pipeline skips longer plans),
+    raised for targets over 25,000 words to enough steps for paragraphs averaging 500 words
+    (60,000 words: 120 steps). Without it a target over 50,000 words could get no plan at all,
+    since a step holds at most 1,000 words."""
+    if not target_words:
+        return MAX_STEPS
+    return max(MAX_STEPS, math.ceil(target_words / STEP_WORDS_FLOOR))
+
+
 def scaffold_steps(target_words: int, words_per_step: int = 400) -> list[int]:
     """Word counts for a scaffolded plan: ``target_words`` split into equal paragraphs of about
-    ``words_per_step`` words (between 200 and 1,000 each, at most 50 steps)."""
+    ``words_per_step`` words (kept to 200-1,000 each, and to ``plan_step_limit`` steps)."""
+    if target_words < 1:
+        raise LwError(f"a scaffolded plan needs a positive target, got {target_words} words.")
     per = min(MAX_WORDS, max(MIN_WORDS, words_per_step))
-    n = min(MAX_STEPS, max(1, round(target_words / per)))
+    n = min(plan_step_limit(target_words),
+            max(1, math.ceil(target_words / MAX_WORDS), round(target_words / per)))
     base = target_words // n
     return [base + (1 if i < target_words - base * n else 0) for i in range(n)]
 
 
 def infer_target_words(instruction: str, default: int = DEFAULT_TARGET) -> tuple[int, str]:
     """The length an instruction asks for: ("5000-word essay" -> 5000, "写一篇3000字" -> 3000,
-    "10k words" -> 10000). Returns (words, "instruction") or (default, "default")."""
+    "10k words" -> 10000). Returns (words, "instruction") or (default, "default").
+
+    The length is returned as written, even where it cannot be a target ("write 0 words" -> 0,
+    "write -300 words" -> -300): the caller decides (``make_items`` refuses it), so such an
+    instruction never silently gets the default."""
     text = instruction.replace("，", ",")
-    m = re.search(r"(\d[\d,]*(?:\.\d+)?)\s*([kK])?\s*[- ]?\s*(?:words?\b|字)", text)
+    m = re.search(r"(?P<neg>(?:^|(?<=\s))-)?(\d[\d,]*(?:\.\d+)?)\s*([kK])?\s*[- ]?\s*"
+                  r"(?:words?\b|字)", text)
     if m:
-        value = float(m.group(1).replace(",", "")) * (1000 if m.group(2) else 1)
-        if value >= 1:
-            return int(value), "instruction"
+        value = float(m.group(2).replace(",", "")) * (1000 if m.group(3) else 1)
+        return (-1 if m.group("neg") else 1) * int(value), "instruction"
     m = re.search(r"(\d+(?:\.\d+)?)\s*万字", text)
     if m:
         return int(float(m.group(1)) * 10000), "instruction"

@@ -24,7 +24,10 @@ Scaffolded plans (``plan_mode``) with the official prompts keep the kit's scaffo
 conversation is the official plan prompt and the kit writes each line's opening in the format that
 prompt asks for (``Paragraph i - Main Point:``, from ``agentwrite_en``); the record lists that
 template as ``prompt_versions["scaffold"]`` and in ``prompt_version``, and says so in
-``plan_note``.
+``plan_note``. The scaffold through plain chat turns (``plan_mode="scaffold_chat"``, for backends
+that cannot continue a prefix) asks each line's main point with the kit's
+``agentwrite_chat_<lang>`` (English under the official prompts), listed as
+``prompt_versions["scaffold_chat"]``.
 """
 
 from lw import official, prompts
@@ -40,14 +43,22 @@ class KitPrompts:
 
     def __init__(self, lang: str):
         self.scaffold = prompts.load("agentwrite", lang)  # also the plan and write template
+        self.chat = prompts.load("agentwrite_chat", lang)
 
     def versions(self, plan_mode: str = "") -> dict:
-        """Which prompt files made a record: {"plan", "write"(, "scaffold")}: version tag."""
+        """Which prompt files made a record: {"plan", "write"(, "scaffold"(, "scaffold_chat"))}:
+        version tag."""
         tag = self.scaffold.tag
-        return {"plan": tag, "write": tag, **({"scaffold": tag} if plan_mode == "scaffold" else {})}
+        return {"plan": tag, "write": tag, **_scaffold_versions(self, plan_mode)}
 
     def version(self, plan_mode: str = "") -> str:
+        if plan_mode == "scaffold_chat":
+            return f"{self.scaffold.tag}+{self.chat.tag}"
         return self.scaffold.tag
+
+    def chat_line(self, item: dict, lines: list[str], step: int, n_steps: int,
+                  words: int) -> str:
+        return chat_line(self.chat, item, lines, step, n_steps, words)
 
     def plan(self, item: dict) -> str:
         return self.scaffold.render("plan", instruction=item["prompt"],
@@ -80,6 +91,7 @@ class OfficialPrompts:
     def __init__(self):
         # The official plan prompt asks for this same line format, in English.
         self.scaffold = prompts.load("agentwrite", "en")
+        self.chat = prompts.load("agentwrite_chat", "en")
 
     @staticmethod
     def check() -> None:
@@ -88,15 +100,18 @@ class OfficialPrompts:
         official.locate("write")
 
     def versions(self, plan_mode: str = "") -> dict:
-        out = {"plan": official.version("plan"), "write": official.version("write")}
-        if plan_mode == "scaffold":
-            out["scaffold"] = self.scaffold.tag
-        return out
+        return {"plan": official.version("plan"), "write": official.version("write"),
+                **_scaffold_versions(self, plan_mode)}
 
     def version(self, plan_mode: str = "") -> str:
         v = self.versions(plan_mode)
-        return "+".join([v["plan"], v["write"]] + ([f"scaffold:{v['scaffold']}"]
-                                                   if "scaffold" in v else []))
+        return "+".join([v["plan"], v["write"]] + [f"{k}:{v[k]}" for k in ("scaffold",
+                                                                          "scaffold_chat")
+                                                   if k in v])
+
+    def chat_line(self, item: dict, lines: list[str], step: int, n_steps: int,
+                  words: int) -> str:
+        return chat_line(self.chat, item, lines, step, n_steps, words)
 
     def plan(self, item: dict) -> str:
         return official.render("plan", INST=item["prompt"])
@@ -107,6 +122,25 @@ class OfficialPrompts:
         text = "" if parallel else "\n\n".join(replies[:k]).strip()
         return official.render("write", INST=item["prompt"], PLAN=official_plan(plan_raw),
                                TEXT=text, STEP=(steps[k].source or steps[k].main_point).strip())
+
+
+def _scaffold_versions(ps, plan_mode: str) -> dict:
+    """The scaffold's template versions for a record: the plan-line format for both scaffolds,
+    and the chat scaffold's question for ``scaffold_chat``."""
+    if plan_mode == "scaffold":
+        return {"scaffold": ps.scaffold.tag}
+    if plan_mode == "scaffold_chat":
+        return {"scaffold": ps.scaffold.tag, "scaffold_chat": ps.chat.tag}
+    return {}
+
+
+def chat_line(chat, item: dict, lines: list[str], step: int, n_steps: int, words: int) -> str:
+    """The chat scaffold's question for plan line ``step`` (1-based): the instruction, the lines
+    planned so far, and the paragraph's place and length."""
+    so_far = (chat.render("so_far", plan="\n".join(lines)) if lines
+              else chat.render("so_far_empty"))
+    return chat.render("line", instruction=item["prompt"], target_words=item["length"],
+                       n_steps=n_steps, so_far=so_far, step=step, words=words)
 
 
 def official_plan(plan_raw: str) -> str:

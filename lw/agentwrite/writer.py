@@ -7,9 +7,10 @@ items: ``lw.agentwrite.config``; the prompt sets: ``lw.agentwrite.prompting``).
 from dataclasses import asdict, dataclass, field
 
 from lw import prompts, text
-from lw.agentwrite.cleanup import is_repeat, main_point, strip_label
+from lw.agentwrite.cleanup import strip_label
 from lw.agentwrite.config import AgentWriteConfig, make_items
-from lw.agentwrite.plan import PlanStep, check_plan, parse_plan, scaffold_steps, unread_counts_note
+from lw.agentwrite.plan import PlanStep
+from lw.agentwrite.planning import PlanStage, step_stats
 from lw.agentwrite.prompting import OfficialPrompts, prompt_set
 from lw.errors import LwError
 from lw.llm.base import ChatModel, Request
@@ -30,9 +31,11 @@ class _State:
     stats: list = field(default_factory=list)
     error: str | None = None
     final: dict | None = None
+    attempt: int = 0  # plans that failed before: a retry asks with fresh seeds
+    scaffold: object = None  # lw.agentwrite.planning's scaffold in progress
 
 
-class AgentWriter:
+class AgentWriter(PlanStage):
     """Runs AgentWrite for many items on one model, storing every step in a JSONL file.
 
     Args:
@@ -46,9 +49,11 @@ class AgentWriter:
         self.config = config or AgentWriteConfig()
         if self.config.prompts == "official":
             OfficialPrompts.check()
-            versions = OfficialPrompts().versions("scaffold")
+            versions = OfficialPrompts().versions("scaffold_chat")
         else:
             versions = {lang: prompts.load("agentwrite", lang).tag for lang in prompts.LANGUAGES}
+            versions.update({f"chat_{lang}": prompts.load("agentwrite_chat", lang).tag
+                             for lang in prompts.LANGUAGES})
         self.store = ResultStore(path, key="key")
         self.header = {"config": asdict(self.config), "model": model.spec, "prompts": versions}
         old = self.store.get("__config__")
@@ -60,7 +65,15 @@ class AgentWriter:
 
     # -- driving ---------------------------------------------------------------------------
     def run(self, instructions, retry_failed: bool = False, progress: bool = True) -> list[dict]:
-        """Write every item; returns one record per item, in order (status "done"/"failed")."""
+        """Write every item; returns one record per item, in order (status "done"/"failed").
+
+        Args:
+            instructions: strings or dicts (``make_items`` checks them all before any request).
+            retry_failed: ask items that failed before again: a failed paragraph from where
+                the item stopped, a failed plan as a new attempt with fresh seeds (the same seed
+                would give the same unusable plan). Without it a failure stays as stored.
+            progress: show a progress bar over paragraphs.
+        """
         from tqdm.auto import tqdm
 
         items = make_items(instructions, self.config.default_target_words)
@@ -88,6 +101,8 @@ class AgentWriter:
         n = self._failures(key)
         if n and not retry_failed:
             s.error = self.store.get(f"{key}/failed{n}")["error"]
+        s.attempt = sum(_stage(self.store.get(f"{key}/failed{k}")) == "plan"
+                        for k in range(1, n + 1))
         plan = self.store.get(f"{key}/plan")
         if plan:
             s.steps = [PlanStep.from_dict(d) for d in plan["plan"]]
@@ -113,105 +128,15 @@ class AgentWriter:
         s.error = f"{stage}: {reason}"
         n = self._failures(s.item["id"])
         self.store.add({"key": f"{s.item['id']}/failed{n + 1}", "id": s.item["id"],
-                        "error": s.error})
+                        "stage": stage, "error": s.error})
 
-    # -- step I: plans ---------------------------------------------------------------------
-    def _plan(self, states: list[_State]) -> None:
-        cfg = self.config
-        free = states if cfg.plan_mode in ("auto", "free") else []
-        scaffold = [] if cfg.plan_mode in ("auto", "free") else list(states)
-        if free:
-            outs = self._ask([self._plan_prompt(s) for s in free],
-                             cfg.generation(cfg.plan_max_new_tokens),
-                             names=[f"{s.item['id']}/plan" for s in free])
-            for s, out in zip(free, outs, strict=True):
-                if out.finish_reason == "error":
-                    self._fail(s, "plan", out.error)
-                    continue
-                try:
-                    steps = parse_plan(out.text, s.item["length"])
-                    problem = check_plan(steps, s.item["length"])
-                except LwError as exc:
-                    steps, problem = None, str(exc)
-                if problem is None:
-                    note = unread_counts_note(steps, s.item["length"])
-                    self._save_plan(s, steps, out.text, "free", note, _stats("plan", out))
-                elif cfg.plan_mode == "auto" and self.model.supports_prefix:
-                    s.plan_note = f"free-form plan unusable ({problem[:200]}); scaffolded"
-                    scaffold.append(s)
-                else:
-                    self._fail(s, "plan", problem)
-        if scaffold:
-            self._scaffold(scaffold)
-
-    def _ask(self, convs, cfg, prefixes=None, names=None) -> list:
-        """Replies in order, through ``model.stream`` so each request's sampling is seeded by its
-        name (the same reply whether items run together or one by one)."""
-        outs = [None] * len(convs)
-        prefixes = prefixes or [None] * len(convs)
-        requests = [Request(k, c, cfg, p, n)
-                    for k, (c, p, n) in enumerate(zip(convs, prefixes, names, strict=True))]
-        self.model.stream(requests, lambda r, out: outs.__setitem__(r.key, out), errors="return")
-        return outs
-
+    # -- step I: plans (lw.agentwrite.planning) -------------------------------------------
     def _prompts(self, s: _State):
         """The item's prompt set (``lw.agentwrite.prompting``)."""
         return prompt_set(self.config.prompts, s.lang)
 
     def _plan_prompt(self, s: _State) -> str:
         return self._prompts(s).plan(s.item)
-
-    def _scaffold(self, states: list[_State]) -> None:
-        """Write each plan line's opening ourselves; the model completes the main point."""
-        if not self.model.supports_prefix:
-            for s in states:
-                self._fail(s, "plan", f"{self.model.spec} cannot continue a prefix, so plans "
-                                      "cannot be scaffolded; use plan_mode='free'")
-            return
-        counts = {id(s): scaffold_steps(s.item["length"], self.config.scaffold_words_per_step)
-                  for s in states}
-        lines = {id(s): [] for s in states}
-        stats = {id(s): {"step": "plan", "prompt_tokens": 0, "completion_tokens": 0,
-                         "seconds": 0.0, "calls": 0} for s in states}
-        for i in range(1, max(len(c) for c in counts.values()) + 1):
-            group = [s for s in states if s.error is None and len(counts[id(s)]) >= i]
-            prefixes = ["\n".join(lines[id(s)] + [self._tmpl(s).render("scaffold_line", step=i)])
-                        for s in group]
-            names = [f"{s.item['id']}/plan{i}" for s in group]
-            outs = self._ask([self._plan_prompt(s) for s in group],
-                             self.config.generation(64, stop=("\n",)), prefixes, names)
-            # Weak models copy the line above: ask once more (another seed) for a repeated point.
-            again = [j for j, (s, out) in enumerate(zip(group, outs, strict=True))
-                     if out.finish_reason != "error" and is_repeat(out.text, lines[id(s)])]
-            if again:
-                redo = self._ask([self._plan_prompt(group[j]) for j in again],
-                                 self.config.generation(64, 1, stop=("\n",)),
-                                 [prefixes[j] for j in again], [names[j] for j in again])
-                for j, out in zip(again, redo, strict=True):
-                    if out.finish_reason != "error":
-                        outs[j] = out
-            for s, out in zip(group, outs, strict=True):
-                if out.finish_reason == "error":
-                    self._fail(s, "plan", out.error)
-                    continue
-                point = main_point(out.text) or f"({i})"
-                lines[id(s)].append(self._tmpl(s).render("plan_line", step=i, main_point=point,
-                                                         words=counts[id(s)][i - 1]))
-                st = stats[id(s)]
-                st["prompt_tokens"] += out.prompt_tokens
-                st["completion_tokens"] += out.completion_tokens
-                st["seconds"] += out.seconds
-                st["calls"] += 1
-        for s in states:
-            if s.error is None:
-                raw = "\n".join(lines[id(s)])
-                steps = parse_plan(raw, s.item["length"])
-                note = s.plan_note
-                if self.config.prompts == "official":
-                    note = "; ".join(filter(None, [note, "scaffold lines from the kit's "
-                                                   f"{self._tmpl(s).tag} under the official plan "
-                                                   "prompt"]))
-                self._save_plan(s, steps, raw, "scaffold", note, stats[id(s)])
 
     def _save_plan(self, s, steps, raw, mode, note, stats) -> None:
         s.steps, s.plan_raw, s.plan_mode, s.plan_note = steps, raw, mode, note
@@ -221,10 +146,6 @@ class AgentWriter:
                         "stats": stats})
 
     # -- step II: paragraphs ---------------------------------------------------------------
-    def _tmpl(self, s: _State):
-        """The template of the scaffold's plan lines."""
-        return self._prompts(s).scaffold
-
     def write_prompt(self, s: _State, k: int | None = None) -> str:
         """The prompt for paragraph ``k`` (0-based; default the next) of ``s``: instruction,
         plan, the text so far (sequential) or none (parallel), from the configured prompts."""
@@ -286,7 +207,7 @@ class AgentWriter:
             if out.finish_reason == "error":
                 self._fail(s, f"paragraph {k + 1}", out.error)
                 return
-            para, stats = strip_label(out.text), _stats(k + 1, out)
+            para, stats = strip_label(out.text), step_stats(k + 1, out)
             s.paragraphs.append(para)
             s.replies.append(out.text)
             s.stats.append(stats)
@@ -316,7 +237,8 @@ class AgentWriter:
 
     def _failure(self, s: _State) -> dict:
         return {**s.item, "status": "failed", "error": s.error, "language": s.lang,
-                "mode": self.config.mode, "plan_mode": s.plan_mode, "paragraphs": s.paragraphs,
+                "mode": self.config.mode, "plan_mode": s.plan_mode, "plan_note": s.plan_note,
+                "paragraphs": s.paragraphs,
                 "response": "", "words": 0, "model": self.model.info(), **self._prompt_fields(s)}
 
     def _prompt_fields(self, s: _State) -> dict:
@@ -327,14 +249,19 @@ class AgentWriter:
 
 
 def _header(old: dict, new: dict) -> dict:
-    """A stored header in today's shape: files made before ``prompts`` existed ran the kit's."""
+    """A stored header in today's shape: files made before ``prompts`` existed ran the kit's;
+    files made before the chat scaffold existed never ran it, so they take today's
+    ``agentwrite_chat`` versions (the other prompt versions must still match)."""
     out = {k: old.get(k) for k in new}
     if isinstance(out.get("config"), dict):
         out["config"] = {"prompts": "kit", **out["config"]}
+    if isinstance(out.get("prompts"), dict) and isinstance(new.get("prompts"), dict):
+        added = {k: v for k, v in new["prompts"].items() if k.startswith(("chat_", "scaffold_"))}
+        out["prompts"] = {**added, **out["prompts"]}
     return out
 
 
-def _stats(step, out) -> dict:
-    return {"step": step, "prompt_tokens": out.prompt_tokens,
-            "completion_tokens": out.completion_tokens, "seconds": round(out.seconds, 3),
-            "finish_reason": out.finish_reason, "retries": out.extra.get("retries", 0)}
+def _stage(failure: dict) -> str:
+    """The stage a stored failure happened at ("plan", "paragraph 2"); records stored before
+    ``stage`` existed begin their error with it."""
+    return failure.get("stage") or failure["error"].split(":", 1)[0]
