@@ -97,8 +97,15 @@ def test_info_names_device_and_dtype(tiny, requested_dtype):
 
 
 def test_missing_local_model_is_a_clear_error(tmp_path):
-    with pytest.raises(LwError, match="cannot load model"):
+    """A folder that does not exist is named as such, never sent to the hub as an id."""
+    with pytest.raises(LwError, match="no folder .*no-such-model") as err:
         lw.llm.load(f"hf:{tmp_path / 'no-such-model'}")
+    assert "hf download" not in str(err.value)
+    with pytest.raises(LwError, match="no folder"):
+        lw.llm.load("hf:./runs/no/such/model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LwError, match="no config.json"):
+        lw.llm.load(f"hf:{tmp_path / 'empty'}")
 
 
 def test_offline_hub_id_says_how_to_get_it(monkeypatch):

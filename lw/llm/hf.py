@@ -112,6 +112,7 @@ class HFChatModel(ChatModel):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         check_prompt_format(prompt_format)
+        _check_local(path)
         device, auto_dtype = pick_device(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -279,6 +280,21 @@ class HFChatModel(ChatModel):
                 "batch_size": self.batch_size, "engine": self.engine,
                 "prompt_format": self.prompt_format,
                 "prefix_cache_bytes": self.prefixes.max_bytes, "cuda_graphs": self.cuda_graphs}
+
+
+def _check_local(path: str) -> None:
+    """A spec that names a folder (starts with /, ., ~ or has more than one /: a hub id is
+    ``namespace/name``) must be one holding a model, else an error about the folder, not advice
+    to download a hub id that cannot exist."""
+    if not (path.startswith(("/", ".", "~")) or path.count("/") > 1 or os.path.isdir(path)):
+        return
+    folder = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(folder):
+        raise LwError(f"no folder {folder}: check the path of hf:{path} (a hub id has the form "
+                      "namespace/name, e.g. hf:Qwen/Qwen2.5-0.5B-Instruct).")
+    if not os.path.exists(os.path.join(folder, "config.json")):
+        raise LwError(f"{folder} holds no config.json, so it is not a saved transformers model: "
+                      "point hf: at the folder save_pretrained wrote (e.g. <output_dir>/final).")
 
 
 def _as_list(x) -> list:
