@@ -36,7 +36,7 @@ from lw.store import ResultStore
 __all__ = ["VERSION", "length_table", "max_output_length", "official_totals", "paired_words",
            "predict", "predict_agentwrite", "quality", "read_official_judgements",
            "read_official_preds", "results", "results_table", "ruler_table", "run_model",
-           "save_results", "write_official_judgements", "write_official_preds"]
+           "save_results", "usable_words", "write_official_judgements", "write_official_preds"]
 
 VERSION = 1
 
@@ -103,16 +103,30 @@ def predict(model, rows: list[dict], path, max_new_tokens: int, temperature: flo
 
 
 def length_table(preds: list[dict]):
-    """Per prediction: id, language, bucket, required, words, S_l, truncated, repetition."""
+    """Per prediction: id, language, bucket, required, words, usable_words (words before the
+    answer degenerates, ``lw.text.usable_words``; None where no response text was kept), S_l,
+    truncated, repetition."""
     import pandas as pd
 
     check_rows(preds, ("id", "length"), "the predictions")
     rows = [{"id": p["id"], "language": p.get("language", "en"),
              "bucket": scoring.bucket(p["length"]), "required": p["length"],
-             "words": p.get("words", 0), "S_l": scoring.length_score(p["length"], p.get("words", 0)),
+             "words": p.get("words", 0), "usable_words": usable_words(p),
+             "S_l": scoring.length_score(p["length"], p.get("words", 0)),
              "truncated": bool(p.get("truncated")), "repetition": p.get("repetition", 0.0),
              "status": p.get("status", "done")} for p in preds]
     return pd.DataFrame(rows)
+
+
+def usable_words(pred: dict) -> int | None:
+    """``lw.text.usable_words`` of a prediction's response (0 for a failed one; a stored
+    ``usable_words`` where the record kept no response; else None: unknown, not 0)."""
+    response = pred.get("response", pred.get("text"))
+    if response is not None:
+        return text.usable_words(response)
+    if pred.get("status", "done") != "done":
+        return 0
+    return pred.get("usable_words")
 
 
 def paired_words(preds_by_model: dict, base: str = "base"):
@@ -120,7 +134,9 @@ def paired_words(preds_by_model: dict, base: str = "base"):
 
     A handful of prompts can differ tenfold in length, so a mean alone says little; the pairs
     show whether a model wrote more on most prompts or on one. Returns (table, longer):
-    ``longer[name]`` counts the prompts where ``name`` wrote more words than ``base``.
+    ``longer[name]`` counts the prompts where ``name`` wrote more words than ``base``. Beside
+    each model's words the table has ``<name>_usable``, its usable words (``usable_words``:
+    those before the answer degenerates into loops or salad).
     """
     import pandas as pd
 
@@ -128,9 +144,13 @@ def paired_words(preds_by_model: dict, base: str = "base"):
              for name, preds in preds_by_model.items()}
     if base not in words:
         raise LwError(f"no predictions named {base!r}; have {sorted(words)}.")
+    columns = {}
+    for name, preds in preds_by_model.items():
+        columns[name] = words[name]
+        columns[f"{name}_usable"] = {p["id"]: usable_words(p) for p in preds}
     ids = [p["id"] for p in preds_by_model[base]]
     table = pd.DataFrame({"required": {p["id"]: p["length"] for p in preds_by_model[base]},
-                          **words}).loc[ids]
+                          **columns}).loc[ids]
     longer = {name: int((table[name] > table[base]).sum()) for name in words if name != base}
     return table, longer
 
@@ -144,7 +164,8 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
 
     Returns:
         dict with S, S_l, S_q, per-bucket S_l and S_q (``S_l[<bucket>]``), per-dimension
-        scores, n, truncated, failed, and the judge's coverage (%), ``judge_pending`` (items
+        scores, n, truncated, failed, mean_words, mean_usable_words (``usable_words``; None
+        where no response text was kept), and the judge's coverage (%), ``judge_pending`` (items
         it gave no answer for yet: rerun the judge), mode, protocol and
         ``judge_answers_cut`` (answers the judge saw cut by ``max_answer_chars``; None where
         the judgements predate that record).
@@ -152,7 +173,8 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
     table = length_table(preds)
     out = {"n": len(table), "S_l": _mean(table["S_l"]), "truncated": int(table["truncated"].sum()),
            "failed": int((table["status"] != "done").sum()),
-           "mean_words": _mean(table["words"]), "scorer_version": scoring.VERSION}
+           "mean_words": _mean(table["words"]),
+           "mean_usable_words": _mean(table["usable_words"]), "scorer_version": scoring.VERSION}
     for _, _, label in scoring.BUCKETS:
         out[f"S_l{label}"] = _mean(table.loc[table["bucket"] == label, "S_l"])
     out.update(quality(judgements, {p["id"]: scoring.bucket(p["length"]) for p in preds})
@@ -190,14 +212,16 @@ def quality(judgements: list[dict], buckets: dict[str, str] | None = None) -> di
 
 
 def ruler_table(preds: list[dict]):
-    """LongWrite-Ruler: per required length, prompts, mean and max words, how many the token
-    limit cut (``truncated``) and mean repetition (near 1: the model looped to the limit)."""
-    table = length_table(preds)
+    """LongWrite-Ruler: per required length, prompts, mean and max words, mean usable words
+    (``usable_words``; NaN where no response text was kept), how many the token limit cut
+    (``truncated``) and mean repetition (near 1: the model looped to the limit)."""
+    table = length_table(preds).astype({"usable_words": float})
     grouped = table.groupby("required")
     return grouped.agg(prompts=("id", "count"), mean_words=("words", "mean"),
-                       max_words=("words", "max"), truncated=("truncated", "sum"),
-                       repetition=("repetition", "mean")).assign(
+                       max_words=("words", "max"), mean_usable_words=("usable_words", "mean"),
+                       truncated=("truncated", "sum"), repetition=("repetition", "mean")).assign(
         mean_words=lambda d: d["mean_words"].round(0),
+        mean_usable_words=lambda d: d["mean_usable_words"].round(0),
         repetition=lambda d: d["repetition"].round(3)).reset_index()
 
 

@@ -33,6 +33,18 @@ def test_summary_loop_free_words_discount_loops():
     assert s.loc["sequential", "loop_free_vs_direct"] == 0.75
 
 
+def test_usable_words_discount_salad_the_loop_free_count_keeps():
+    prose = "The harbour wakes early and the boats slip out past the lighthouse. " * 1
+    salad = prose + " ".join(["answer requested"] * 40)
+    table = long_table({"direct": [rec(1, 92, text=salad)],
+                        "sequential": [rec(1, 12, text=prose)]})
+    assert table["usable_words"].tolist() == [14, 12]  # the prose and one "answer requested"
+    assert table["loop_free_words"].tolist() == [92, 12]  # no repeated sentence to cut
+    s = summary(table)
+    assert s.loc["direct", "mean_usable_words"] == 14
+    assert s.loc["sequential", "usable_vs_direct"] == round(12 / 14, 2)
+
+
 def test_figures_are_written(tmp_path):
     table = long_table({"direct": [rec(1, 400), rec(2, 600)],
                         "parallel": [rec(1, 1500), rec(2, 2100)]})

@@ -33,14 +33,39 @@ def test_filters_keep_good_text_and_name_why_others_go():
     empty = record("empty", "Yes.", target=1)
     assert check(good) is None
     assert check(short) == "too short"
-    assert check(loop) == "repetitive"
+    assert check(loop) == "degenerate"  # 6 usable words of 240
     assert check(failed) == "failed (plan)"
     assert check(empty) == "empty"
     result = select([good, short, loop, failed, empty])
     assert [c["id"] for c in result.kept] == ["good"]
-    assert result.reasons == {"too short": 1, "repetitive": 1, "failed (plan)": 1, "empty": 1}
+    assert result.reasons == {"too short": 1, "degenerate": 1, "failed (plan)": 1, "empty": 1}
     assert result.kept[0]["messages"][1]["content"] == (GOOD + PROSE).strip()
     assert check(short, Filters(min_ratio=0.05)) is None
+
+
+SALAD = " ".join(["answer requested"] * 30)
+
+
+def test_degenerate_filter_catches_salad_and_keeps_repeated_clauses():
+    # The SFT answers' failure: prose that decays into salad near its end (86 usable words of
+    # 144). The filter needs no repetition bound to see it (test_text shows one it slips under).
+    decayed = record("decayed", GOOD + PROSE + " " + SALAD, target=120)
+    assert check(decayed) == "degenerate"
+    assert check(decayed, Filters(max_repetition=1.0)) == "degenerate"
+    assert check(decayed, Filters(min_usable_share=0.5, max_repetition=1.0)) is None
+    # An answer that repeats itself throughout, with no degenerate tail, is "repetitive".
+    restated = record("restated", (GOOD + PROSE) * 2, target=120)
+    assert lw.text.usable_words(restated["response"]) == restated["words"]
+    assert check(restated) == "repetitive"
+    assert check(restated, Filters(max_repetition=1.0)) is None
+    # Legal boilerplate repeats clauses without degenerating.
+    clauses = " ".join(f"Section {n}. The Licensee shall not {verb} the Software except as "
+                       f"permitted by the terms of this Agreement." for n, verb in enumerate(
+                           ["sell", "rent", "lend", "modify", "publish", "translate"]))
+    legal = record("legal", clauses, target=80)
+    assert check(legal, Filters(max_repetition=1.0)) is None
+    result = select([decayed, restated, legal], Filters(max_repetition=1.0))
+    assert result.reasons == {"degenerate": 1}
 
 
 def test_saved_data_has_jsonl_a_datasets_folder_and_a_card(tmp_path):

@@ -10,8 +10,10 @@ from lw.records import Answer
 
 
 def long_table(records_by_method: dict[str, list[dict]]):
-    """One row per (item, method): id, method, required_words, words, ratio, repetition
-    (share of repeated 4-grams: a loop shows as a high value), loop_free_words, status, seconds."""
+    """One row per (item, method): id, method, required_words, words, usable_words (words
+    before the text degenerates into loops or salad, ``lw.text.usable_words``), ratio,
+    repetition (share of repeated 4-grams: a loop shows as a high value), loop_free_words,
+    status, seconds."""
     import pandas as pd
 
     rows = []
@@ -19,6 +21,7 @@ def long_table(records_by_method: dict[str, list[dict]]):
         for r in map(lambda d: Answer.from_dict(d).to_dict(), records):
             rows.append({"id": r["id"], "prompt": r["prompt"][:60], "method": method,
                          "required_words": r["length"], "words": r["words"],
+                         "usable_words": lw_text.usable_words(r.get("response", "")),
                          "ratio": round(r["words"] / r["length"], 2),
                          "repetition": r.get("repetition", lw_text.repetition(r.get("response", ""))),
                          "loop_free_words": lw_text.count_words(lw_text.loop_free(r.get("response", ""))),
@@ -30,8 +33,9 @@ def long_table(records_by_method: dict[str, list[dict]]):
 
 def summary(table, baseline: str = "direct"):
     """Per method: items, failed, mean required and written words, mean repetition, mean
-    loop-free words (``lw.text.loop_free``), and both word means relative to ``baseline``'s
-    (the "AgentWrite / direct" factor; the paper's measure first)."""
+    loop-free words (``lw.text.loop_free``) and usable words (``lw.text.usable_words``), and
+    the word means relative to ``baseline``'s (the "AgentWrite / direct" factor; the paper's
+    measure first). For an interval on that factor see ``lw.stats.paired``."""
     done = table[table["status"] == "done"]
     out = table.groupby("method", sort=False).agg(items=("id", "count"))
     out["failed"] = table[table["status"] != "done"].groupby("method").size()
@@ -39,8 +43,11 @@ def summary(table, baseline: str = "direct"):
     out["mean_words"] = done.groupby("method")["words"].mean().round(0)
     out["mean_repetition"] = done.groupby("method")["repetition"].mean().round(3)
     out["mean_loop_free_words"] = done.groupby("method")["loop_free_words"].mean().round(0)
+    out["mean_usable_words"] = done.groupby("method")["usable_words"].mean().round(0)
     if baseline in out.index:
         out[f"vs_{baseline}"] = (out["mean_words"] / out.loc[baseline, "mean_words"]).round(2)
         out[f"loop_free_vs_{baseline}"] = (out["mean_loop_free_words"] /
                                            out.loc[baseline, "mean_loop_free_words"]).round(2)
+        out[f"usable_vs_{baseline}"] = (out["mean_usable_words"] /
+                                        out.loc[baseline, "mean_usable_words"]).round(2)
     return out.fillna({"failed": 0}).astype({"failed": int})

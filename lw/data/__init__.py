@@ -8,7 +8,9 @@
 ``build`` writes ``<name>.jsonl`` (chat format, ``{"messages": [...]}``), a ``datasets`` folder
 ``<name>/`` and a data card ``<name>.md`` beside the AgentWrite records it resumes from. Filters,
 each counted with its reason: the item failed (plan or paragraph error), the text is far below
-its target, or it loops (share of repeated 4-grams above a bound; small models loop).
+its target, it degenerates (too small a share of its words come before it falls into a loop or
+word salad, ``lw.text.usable_words``), or it repeats itself throughout (share of repeated
+4-grams above a bound; small models loop).
 """
 
 import json
@@ -24,7 +26,7 @@ from lw.store import jsonl_lines
 
 HERE = Path(__file__).parent
 SHORT_PROMPTS = HERE / "short_prompts_en.jsonl"
-VERSION = 1  # bump when filters or the output format change
+VERSION = 2  # bump when filters or the output format change (2: the "degenerate" filter)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,12 @@ class Filters:
     min_ratio: float = 0.5  # words / target below this: "too short"
     max_repetition: float = 0.2  # share of repeated 4-grams above this: "repetitive"
     min_words: int = 20  # answers shorter than this are "empty" (short-answer sets too)
+    # usable words / words below this: "degenerate". Beside the repetition bound, not instead:
+    # the 4-gram share averages a decayed tail away (the SFT answers that end in "answer
+    # requested answer requested ..." scored 0.13 like the base's), while usable words, which
+    # only cut a tail, count an answer that repeats its phrases all the way through whole.
+    # 0.9: a 50-word loop at the end of a 500-word answer is already too much to train on.
+    min_usable_share: float = 0.9
 
 
 @dataclass
@@ -148,6 +156,9 @@ def check(record: dict, filters: Filters = Filters()) -> str | None:
         return "empty"
     if record.length and words < filters.min_ratio * record.length:
         return "too short"
+    if text.usable_words(record.response) < filters.min_usable_share * text.count_words(
+            record.response):
+        return "degenerate"
     if text.repetition(record.response) > filters.max_repetition:
         return "repetitive"
     return None
