@@ -42,6 +42,23 @@ def _fig(run: Path, name: str) -> str:
     return f"\n![{name}](figures/{name})\n" if path.exists() else f"\n(figure {name} missing)\n"
 
 
+def _ci(name: str, c: dict) -> str:
+    """One interval as a table row: estimate [low, high], prompts, and what it says."""
+    from lw.stats import verdict
+
+    return (f"| {name} | {c['estimate']:.2f} | [{c['low']:.2f}, {c['high']:.2f}] | "
+            f"{c['n_prompts']} | {verdict(c)} |")
+
+
+def _intervals(r: dict) -> list[str]:
+    """The record's 95% intervals (paired bootstrap over prompts), if it has any."""
+    if not r.get("intervals"):
+        return []
+    return ["", "95% intervals (paired bootstrap over prompts; ratios of means, S_l as a "
+            "difference):", "", "| comparison | estimate | 95% interval | prompts | verdict |",
+            "|---|---|---|---|---|"] + [_ci(k, c) for k, c in r["intervals"].items()]
+
+
 def _missing(name: str) -> list[str]:
     return [f"*Notebook {name} has not finished in this run folder.*", ""]
 
@@ -118,7 +135,7 @@ def _agentwrite(r, run) -> list[str]:
         out.append(f"| {m} | {_fmt(w, 0)} | {_fmt(vs.get(m), 2) if m in vs else '1.00'} | "
                    f"{_fmt(r['loop_free_vs_direct'].get(m), 2)} | "
                    f"{_fmt(r['mean_repetition'].get(m), 3)} |")
-    return out + [_fig(run, "02_agentwrite_words.png"), ""]
+    return out + _intervals(r) + [_fig(run, "02_agentwrite_words.png"), ""]
 
 
 def _finetune(data, ft, run) -> list[str]:
@@ -143,6 +160,7 @@ def _finetune(data, ft, run) -> list[str]:
     out += [f"| paper: {p['model']} | | | {p['S_l']} | {p['S_q']} | {p['S']} | |"
             for p in reference.paper_rows() if "LongWriter-9B" in p["model"]]
     out += ["", f"Fine-tuned vs base mean words: {_fmt(ft['sft_vs_base_words'], 2)}x."]
+    out += _intervals(ft)
     return out + [_fig(run, "05_sft_loss.png"), _fig(run, "05_base_vs_sft.png"), ""]
 
 

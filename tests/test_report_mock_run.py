@@ -12,6 +12,10 @@ from lw import report, run
 def test_report_from_a_real_mock_run(tmp_path, monkeypatch):
     monkeypatch.setenv("LW_CACHE_DIR", str(run.paths.cache_dir()))  # reuse converted models
     out = tmp_path / "mock"
+    # The runner sets these for its kernels; monkeypatch puts the caller's back afterwards (the
+    # notebooks nbval runs later in the same session read them).
+    monkeypatch.setenv("LW_RUN_DIR", str(out))
+    monkeypatch.setenv("LW_SIZE", "mock")
     summary = run.run("mock", only=["01", "02", "03"], out=out)
     assert set(summary["records"]) == {"01_longwrite_ruler", "02_agentwrite", "03_longbench_write"}
     text = (out / "REPORT.md").read_text()
@@ -24,6 +28,9 @@ def test_report_from_a_real_mock_run(tmp_path, monkeypatch):
     ruler = summary["records"]["01_longwrite_ruler"]
     for model, words in ruler["max_output_words"].items():
         assert f"| {model} |" in text and f"{words:,}" in text
+    claim3 = next(s for s in ran if s.startswith("Claim 3"))
+    intervals = summary["records"]["02_agentwrite"]["intervals"]
+    assert "95% intervals" in claim3 and all(f"| {k} |" in claim3 for k in intervals)
     lbw = summary["records"]["03_longbench_write"]
     assert all(f"| {m} |" in text for m in lbw["results"])
     assert json.loads((out / "summary.json").read_text())["records"] == summary["records"]
