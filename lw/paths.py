@@ -10,11 +10,16 @@ The size switch: ``SIZE`` in every notebook's parameters cell, ``None`` meaning 
 else ``small``". ``mock`` runs the tiny random model on a handful of items in seconds (what CI and
 nbval run), ``small`` the embedded SmolLM2-135M on CPU, ``full`` a real model on a GPU.
 
-    size = lw.paths.resolve_size(SIZE)   # a Size with .name, .model, .n_items, .max_new_tokens
+    size = lw.paths.resolve_size(SIZE, model=MODEL)   # a Size: .name, .model, .batch_size
+    p = lw.profiles.get("01", size)                   # that notebook's defaults at this size
+
+A ``Size`` says only what every notebook shares (the model and its batch); what a size means for
+one notebook (prompt counts, budgets, recipes, filters) is that notebook's profile in
+``lw.profiles``.
 """
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from lw.errors import LwError
@@ -24,24 +29,17 @@ SIZES = ("mock", "small", "full")
 
 @dataclass(frozen=True)
 class Size:
-    """What one run size means; notebooks derive their own counts from these."""
+    """What one run size means for every notebook; per-notebook settings are in lw.profiles."""
 
     name: str
     model: str  # default model spec for lw.llm.load
-    n_items: int  # prompts / instructions a notebook takes
-    max_new_tokens: int  # generation budget for one answer
     batch_size: int  # local generation batch
-
-    def pick(self, mock, small, full):
-        """The value for this size: ``n = size.pick(mock=2, small=3, full=8)``."""
-        return {"mock": mock, "small": small, "full": full}[self.name]
 
 
 _SIZES = {
-    "mock": Size("mock", "tiny-random", n_items=3, max_new_tokens=16, batch_size=4),
-    "small": Size("small", "smollm2-135m", n_items=8, max_new_tokens=384, batch_size=8),
-    "full": Size("full", "hf:Qwen/Qwen2.5-7B-Instruct", n_items=120, max_new_tokens=32768,
-                 batch_size=16),
+    "mock": Size("mock", "tiny-random", batch_size=4),
+    "small": Size("small", "smollm2-135m", batch_size=8),
+    "full": Size("full", "hf:Qwen/Qwen2.5-7B-Instruct", batch_size=16),
 }
 FULL_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 
@@ -64,11 +62,17 @@ def resolve_size(size: str | None = None, **overrides) -> Size:
 
     Args:
         size: "mock", "small", "full" or None.
-        overrides: fields to replace where not None (e.g. ``model=MODEL`` from a notebook).
+        overrides: fields to replace where not None (``model=MODEL``, ``batch_size=...``); a
+            notebook's other per-size settings come from ``lw.profiles``.
     """
     name = size or os.environ.get("LW_SIZE") or "small"
     if name not in _SIZES:
         raise LwError(f"unknown size {name!r}: use one of {', '.join(SIZES)} (SIZE or $LW_SIZE).")
+    known = [f.name for f in fields(Size) if f.name != "name"]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise LwError(f"resolve_size cannot override {unknown}: a Size has {known}; budgets and "
+                      "counts are the notebook's profile (lw.profiles.get) or its parameters.")
     chosen = {k: v for k, v in overrides.items() if v is not None}
     if name == "full" and "model" not in chosen:
         chosen["model"] = full_model()

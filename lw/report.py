@@ -59,6 +59,11 @@ def _intervals(r: dict) -> list[str]:
             "|---|---|---|---|---|"] + [_ci(k, c) for k, c in r["intervals"].items()]
 
 
+def _words(words, usable=None) -> str:
+    """Mean words, with the usable words beside them where the record has them."""
+    return _fmt(words, 0) if usable is None else f"{_fmt(words, 0)} (usable {_fmt(usable, 0)})"
+
+
 def _missing(name: str) -> list[str]:
     return [f"*Notebook {name} has not finished in this run folder.*", ""]
 
@@ -96,28 +101,48 @@ def _ruler(r, run) -> list[str]:
     out = ["## Claim 1: where models stop (LongWrite-Ruler)", "", f"Paper: {PAPER['ruler']}", ""]
     if not r:
         return out + _missing("01_longwrite_ruler")
-    out += ["| model | required -> mean words | max words | truncated |", "|---|---|---|---|"]
+    usable = r.get("mean_usable_words_by_required") or {}  # records before 2026-11-26 lack it
+    note = " (usable: before the text degenerates)" if usable else ""
+    out += [f"| model | required -> mean words{note} | max words | truncated |",
+            "|---|---|---|---|"]
     for m, means in r["mean_words_by_required"].items():
-        curve = ", ".join(f"{k}: {_fmt(v, 0)}" for k, v in means.items())
+        curve = ", ".join(f"{k}: {_words(v, usable.get(m, {}).get(k))}" for k, v in means.items())
         out.append(f"| {m} | {curve} | {_fmt(r['max_output_words'][m])} | "
                    f"{r['truncated'][m]} of {r['prompts']} |")
     return out + [_fig(run, "01_ruler_curve.png"), ""]
 
 
 def _controlled(r, run) -> list[str]:
+    from lw.stats import verdict
+
     out = ["## Claim 2: output length follows the SFT data's cap (controlled experiment)", "",
            f"Paper: {PAPER['controlled']}", ""]
     if not r:
         return out + _missing("06_controlled_experiment")
-    out += ["| cap (words) | conversations | longest in data | mean output | max output | "
-            "ended by themselves |", "|---|---|---|---|---|---|"]
+    seeds = r.get("seeds", [0])
+    out += [f"Design {r.get('design', 'filter')!r}: {r['per_cap'][0]['conversations']} "
+            f"conversations per cap, {len(seeds)} training seed(s), {r['prompts']} prompts.", "",
+            "| cap (words) | mean answer in data | longest in data | mean output | mean usable "
+            "output | max output | ended by themselves |", "|---|---|---|---|---|---|---|"]
     for c in r["per_cap"]:
-        out.append(f"| {c['cap']} | {c['conversations']} | {c['data_max_words']} | "
-                   f"{_fmt(c['mean_words'])} | {c['max_words']} | {c['stopped']:.0%} |")
-    verdict = "rises with the cap, as in the paper" if r["rises"] else \
-        "does **not** rise clearly with the cap in this run"
-    out += ["", f"Spearman(cap, max output) = {_fmt(r['spearman_max'], 2)}, Spearman(cap, mean "
-            f"output) = {_fmt(r['spearman_mean'], 2)}: the maximum output length {verdict}."]
+        stopped = "n/a" if c.get("stopped") is None else f"{c['stopped']:.0%}"
+        out.append(f"| {c['cap']} | {_fmt(c.get('data_mean_words'))} | {c['data_max_words']} | "
+                   f"{_fmt(c['mean_words'])} | {_fmt(c.get('mean_usable_words'))} | "
+                   f"{_fmt(c['max_words'])} | {stopped} |")
+    if r.get("intervals"):
+        out += ["", "Spearman's rank correlation of the cap with each answer's length, with a 95% "
+                "bootstrap interval over prompts and training seeds:", "",
+                "| answer length | estimate | 95% interval | prompts x seeds | verdict |",
+                "|---|---|---|---|---|"]
+        for name, c in r["intervals"].items():
+            out.append(f"| {name.removeprefix('spearman_cap_').replace('_', ' ')} | "
+                       f"{c['estimate']:.2f} | [{c['low']:.2f}, {c['high']:.2f}] | "
+                       f"{c['n_prompts']} x {c['n_seeds']} | "
+                       f"{verdict(c, up='rises', down='falls', same='no clear trend')} |")
+    else:  # records from before 2026-11-26 hold a point estimate only
+        trend = "rises with the cap" if r.get("rises") else "does **not** rise clearly with the cap"
+        out += ["", f"Spearman(cap, max output) = {_fmt(r.get('spearman_max'), 2)}, no interval: "
+                f"the maximum output length {trend}."]
     return out + [_fig(run, "06_cap_curve.png"), ""]
 
 
@@ -152,10 +177,10 @@ def _finetune(data, ft, run) -> list[str]:
         return out + _missing("05_finetune")
     out += [f"LongBench-Write prompts asking for 2,000+ words ({ft['prompts']}), budget "
             f"{ft['budget_tokens']} tokens:", "",
-            "| model | mean words | loop-free words | S_l | S_q | S | truncated |",
+            "| model | mean words | usable words | S_l | S_q | S | truncated |",
             "|---|---|---|---|---|---|---|"]
-    for m, x in ft["results"].items():
-        out.append(f"| {m} | {_fmt(x['mean_words'], 0)} | {_fmt(x.get('loop_free_words'), 0)} | "
+    for m, x in ft["results"].items():  # records before 2026-11-26 lack usable words: "n/a"
+        out.append(f"| {m} | {_fmt(x['mean_words'], 0)} | {_fmt(x.get('mean_usable_words'), 0)} | "
                    f"{_fmt(x['S_l'])} | {_fmt(x['S_q'])} | {_fmt(x['S'])} | {x['truncated']} |")
     out += [f"| paper: {p['model']} | | | {p['S_l']} | {p['S_q']} | {p['S']} | |"
             for p in reference.paper_rows() if "LongWriter-9B" in p["model"]]

@@ -15,8 +15,16 @@ def test_size_defaults_to_env_then_small(monkeypatch):
 
 
 def test_size_overrides_skip_none():
-    size = paths.resolve_size("small", model=None, max_new_tokens=99)
-    assert size.model == "smollm2-135m" and size.max_new_tokens == 99
+    size = paths.resolve_size("small", model=None, batch_size=2)
+    assert size.model == "smollm2-135m" and size.batch_size == 2
+
+
+def test_size_refuses_what_moved_to_the_profiles():
+    # Budgets and counts are per notebook now (lw.profiles): an override a Size cannot hold
+    # is refused with what to do, not ignored.
+    with pytest.raises(LwError, match="lw.profiles"):
+        paths.resolve_size("small", max_new_tokens=99)
+    assert not hasattr(paths.resolve_size("small"), "n_items")
 
 
 def test_unknown_size_says_what_is_allowed():

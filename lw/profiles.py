@@ -1,0 +1,274 @@
+"""Each notebook's per-size defaults, in one place: what ``mock``, ``small`` and ``full`` mean
+for that notebook's counts, budgets, recipes and filters.
+
+    p = lw.profiles.get("01", size)         # "01", "01_longwrite_ruler"; a Size or its name
+    n_prompts = N_PROMPTS or p.n_prompts    # a parameter that is set beats the profile
+    p                                        # prints every default the notebook will use
+
+A notebook's parameters cell holds literals, most of them ``None`` ("take the size's"); its
+settings cell fills each ``None`` from the notebook's profile. A field set to ``None`` in a profile
+means "no limit" or "all" (e.g. ``n_prompts=None`` at ``full``: every prompt).
+
+The pattern, for a new notebook (``NN_name``):
+    1. a frozen dataclass named for what the notebook runs, one field per default, each with a
+       comment (type and why where it is not obvious);
+    2. ``NAME = {"mock": ..., "small": ..., "full": ...}``, one instance per size;
+    3. an entry ``"NN_name": NAME`` in ``PROFILES`` (``tests/test_profiles.py`` then checks it).
+Values that several notebooks share (the ``full`` size's budget, the small model's repetition
+penalty, the recipe files, AgentWrite's per-size settings) are the module constants below, so each
+is written once.
+"""
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from lw.errors import LwError
+from lw.paths import SIZES
+
+# Generation budgets (new tokens per answer). Budgets at `small` differ by notebook: each is what
+# that notebook's share of the 60-minute small run allows.
+MOCK_BUDGET = 16  # the tiny random model's text means nothing; 16 tokens keeps nbval in seconds
+FULL_BUDGET = 32768  # the paper's budget (LongBench-Write and LongWrite-Ruler, max_new_tokens)
+
+# Sampling.
+PAPER_REPETITION_PENALTY = 1.0  # no penalty, as the paper generated
+SMALL_REPETITION_PENALTY = 1.1  # SmolLM2-135M repeats one sentence to the budget without one
+
+# Training recipes (paths under the kit's root) and the mock size's overrides of them.
+SMOLLM2_SFT_RECIPE = "recipes/smollm2-135m/sft/config_full_cpu.yaml"
+SMOLLM2_DPO_RECIPE = "recipes/smollm2-135m/dpo/config_full_cpu.yaml"
+QWEN_SFT_RECIPE = "recipes/qwen2.5-7b/sft/config_full.yaml"
+QWEN_DPO_RECIPE = "recipes/qwen2.5-7b/dpo/config_full.yaml"
+MOCK_MAX_LENGTH = 512  # tokens per training row at mock: a few steps in seconds
+NO_OVERRIDES = MappingProxyType({})
+
+# AgentWrite's per-size settings, shared by notebooks 02 and 04. At `small`, "scaffold": SmolLM2
+# never writes the free-form plan format. At `mock`, 0.02 tokens per word: a few tokens a
+# paragraph of random text.
+AGENTWRITE = {
+    "mock": dict(plan_mode="auto", tokens_per_word=0.02, plan_max_new_tokens=32),
+    "small": dict(plan_mode="scaffold", tokens_per_word=1.5, plan_max_new_tokens=512),
+    "full": dict(plan_mode="auto", tokens_per_word=1.5, plan_max_new_tokens=1024),
+}
+
+
+def _frozen(mapping: dict) -> MappingProxyType:
+    """A read-only view, so a profile's dict fields cannot be changed in place either."""
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class Quickstart:
+    """00_quickstart."""
+
+    max_new_tokens: int  # tokens per reply
+
+
+QUICKSTART = {"mock": Quickstart(MOCK_BUDGET), "small": Quickstart(384),
+              "full": Quickstart(FULL_BUDGET)}
+
+
+@dataclass(frozen=True)
+class Ruler:
+    """01_longwrite_ruler."""
+
+    n_prompts: int | None  # prompts taken (None: all 48)
+    max_required: int | None  # drop prompts asking for more words (None: none dropped)
+    languages: tuple[str, ...]  # SmolLM2 is English only in practice
+    max_new_tokens: int
+
+
+RULER = {
+    "mock": Ruler(3, 5000, ("en",), MOCK_BUDGET),
+    "small": Ruler(8, 5000, ("en",), 1024),
+    "full": Ruler(None, None, ("en", "zh"), FULL_BUDGET),
+}
+
+
+@dataclass(frozen=True)
+class AgentWriteRun:
+    """02_agentwrite."""
+
+    n_instructions: int
+    max_words: int | None  # longest required length taken (None: no limit)
+    direct_max_new_tokens: int  # the direct-generation baseline's budget
+    plan_mode: str  # "auto", "free" or "scaffold"
+    tokens_per_word: float  # per-paragraph budget = words asked x this
+    plan_max_new_tokens: int
+
+
+AGENTWRITE_RUN = {
+    "mock": AgentWriteRun(2, 2000, MOCK_BUDGET, **AGENTWRITE["mock"]),
+    "small": AgentWriteRun(2, 2000, 2048, **AGENTWRITE["small"]),
+    "full": AgentWriteRun(8, None, FULL_BUDGET, **AGENTWRITE["full"]),
+}
+
+
+@dataclass(frozen=True)
+class LongBench:
+    """03_longbench_write."""
+
+    benchmark: str  # "longbench_write_en" (English half) or "longbench_write"
+    n_prompts: int | None  # stratified by bucket and language (None: all 120)
+    max_required: int | None
+    max_new_tokens: int
+    released_models: bool  # compare the paper's two released checkpoints by default
+
+
+LONGBENCH = {
+    "mock": LongBench("longbench_write_en", 3, 2000, MOCK_BUDGET, released_models=False),
+    "small": LongBench("longbench_write_en", 8, 2000, 1024, released_models=False),
+    "full": LongBench("longbench_write", None, None, FULL_BUDGET, released_models=True),
+}
+
+
+@dataclass(frozen=True)
+class DataRun:
+    """04_longwriter_data: AgentWrite over instructions, filters, general short answers."""
+
+    n_instructions: int | None
+    min_words: int  # shortest required length; 800 at small: longer than the base model writes
+    max_words: int | None
+    words_per_step: int  # scaffold paragraphs; 200 at small: SmolLM2 writes 100-150 whatever
+    n_general: int  # short general answers for mixing
+    # Long-answer filters (lw.data.Filters). Mock turns them off: random text fails them all.
+    min_ratio: float
+    max_repetition: float
+    min_answer_words: int
+    # General short answers: budget and filters.
+    general_max_new_tokens: int
+    general_max_repetition: float
+    general_min_words: int
+    general_require_stop: bool  # keep only answers that ended by themselves
+    plan_mode: str
+    tokens_per_word: float
+    plan_max_new_tokens: int
+
+
+DATA_RUN = {
+    "mock": DataRun(n_instructions=2, min_words=400, max_words=1000, words_per_step=400,
+                    n_general=4, min_ratio=0.0, max_repetition=1.0, min_answer_words=1,
+                    general_max_new_tokens=MOCK_BUDGET, general_max_repetition=1.0,
+                    general_min_words=1, general_require_stop=False, **AGENTWRITE["mock"]),
+    "small": DataRun(n_instructions=24, min_words=800, max_words=2000, words_per_step=200,
+                     n_general=40, min_ratio=0.5, max_repetition=0.2, min_answer_words=20,
+                     general_max_new_tokens=256, general_max_repetition=0.3,
+                     general_min_words=5, general_require_stop=True, **AGENTWRITE["small"]),
+    "full": DataRun(n_instructions=None, min_words=400, max_words=None, words_per_step=400,
+                    n_general=0, min_ratio=0.5, max_repetition=0.2, min_answer_words=20,
+                    general_max_new_tokens=512, general_max_repetition=0.3,
+                    general_min_words=5, general_require_stop=True, **AGENTWRITE["full"]),
+}
+
+
+@dataclass(frozen=True)
+class Finetune:
+    """05_finetune: SFT, evaluation against the base, DPO."""
+
+    sft_recipe: str
+    n_prompts: int | None  # LongBench-Write prompts asking for 2,000+ words (None: all)
+    max_new_tokens: int
+    repetition_penalty: float  # for every model compared
+    dpo_recipe: str
+    dpo_instructions: int  # kit instructions to sample preference pairs from
+    dpo_min_words: int
+    dpo_max_words: int | None
+    dpo_max_new_tokens: int
+    dpo_min_margin: float  # reward gap between chosen and rejected
+    # Off at small: 4 instructions x 2 samples gave 1 pair on 2026-11-25 (noise, not a
+    # measurement) for ~7 of the 60 minutes, which the controlled experiment's seeds need more.
+    run_dpo: bool
+    sft_overrides: MappingProxyType = field(default_factory=lambda: NO_OVERRIDES)  # recipe ``train`` fields
+    dpo_overrides: MappingProxyType = field(default_factory=lambda: NO_OVERRIDES)
+
+
+FINETUNE = {
+    "mock": Finetune(sft_recipe=SMOLLM2_SFT_RECIPE, n_prompts=2, max_new_tokens=MOCK_BUDGET,
+                     repetition_penalty=PAPER_REPETITION_PENALTY, dpo_recipe=SMOLLM2_DPO_RECIPE,
+                     dpo_instructions=2, dpo_min_words=500, dpo_max_words=1500,
+                     dpo_max_new_tokens=MOCK_BUDGET, dpo_min_margin=0, run_dpo=True,
+                     sft_overrides=_frozen({"max_steps": 4, "max_length": MOCK_MAX_LENGTH,
+                                            "save_strategy": "no"}),
+                     dpo_overrides=_frozen({"max_steps": 2, "max_length": MOCK_MAX_LENGTH})),
+    "small": Finetune(sft_recipe=SMOLLM2_SFT_RECIPE, n_prompts=8, max_new_tokens=2048,
+                      repetition_penalty=SMALL_REPETITION_PENALTY, dpo_recipe=SMOLLM2_DPO_RECIPE,
+                      dpo_instructions=4, dpo_min_words=500, dpo_max_words=800,
+                      dpo_max_new_tokens=1024, dpo_min_margin=5, run_dpo=False),
+    "full": Finetune(sft_recipe=QWEN_SFT_RECIPE, n_prompts=None, max_new_tokens=FULL_BUDGET,
+                     repetition_penalty=PAPER_REPETITION_PENALTY, dpo_recipe=QWEN_DPO_RECIPE,
+                     dpo_instructions=64, dpo_min_words=2000, dpo_max_words=None,
+                     dpo_max_new_tokens=FULL_BUDGET, dpo_min_margin=5, run_dpo=True),
+}
+
+
+@dataclass(frozen=True)
+class Controlled:
+    """06_controlled_experiment: one model per SFT-data cap and training seed."""
+
+    design: str  # "cut" (same conversations, answers cut to each cap), "filter", "fill"
+    caps: tuple[int, ...]  # answer-length caps in words
+    n_per_cap: int | None  # conversations per cap (None: all the design allows)
+    train_seeds: tuple[int, ...]  # one model per cap and seed
+    recipe: str
+    recipe_overrides: MappingProxyType  # recipe ``train`` fields for every model
+    n_prompts: int | None  # LongWrite-Ruler English prompts (None: all 24)
+    max_new_tokens: int
+    temperature: float
+    repetition_penalty: float
+
+
+# Small: chosen on one H200 with the real SmolLM2 weights and a pool built as notebook 04 builds
+# it (2026-11-26; 24 Ruler prompts x 4 training seeds). Caps 50/150/450, 12 conversations, 2
+# epochs at lr 2e-4 gave mean usable words 68 / 188 / 729, Spearman 0.74 [0.66, 0.82]; every
+# 8-prompt x 2-seed slice of it excluded 0 (lowest bound 0.39). 3 epochs at 1e-4: 0.63 [0.43,
+# 0.77] with two slices including 0; caps 100/300/900 with 22 conversations: 0.69 [0.57, 0.78]
+# at twice the training tokens. Unpacked rows, so every cap's model takes the same number of
+# optimizer steps (packed, the 50-word subset fits in one row: a few steps, a model still close
+# to the base).
+_CONTROLLED_TRAIN = {"packing": False, "per_device_train_batch_size": 1,
+                     "gradient_accumulation_steps": 2}
+CONTROLLED = {
+    "mock": Controlled("cut", (20, 100), None, (0, 1), SMOLLM2_SFT_RECIPE,
+                       _frozen({**_CONTROLLED_TRAIN, "max_steps": 2,
+                                "max_length": MOCK_MAX_LENGTH}),
+                       2, MOCK_BUDGET, 0.5, PAPER_REPETITION_PENALTY),
+    "small": Controlled("cut", (50, 150, 450), 12, (0, 1), SMOLLM2_SFT_RECIPE,
+                        _frozen({**_CONTROLLED_TRAIN, "num_train_epochs": 2,
+                                 "learning_rate": 2e-4}),
+                        8, 1024, 0.5, SMALL_REPETITION_PENALTY),
+    "full": Controlled("cut", (500, 1000, 2000, 4000), None, (0, 1, 2), QWEN_SFT_RECIPE,
+                       _frozen(_CONTROLLED_TRAIN), None, FULL_BUDGET, 0.5,
+                       PAPER_REPETITION_PENALTY),
+}
+
+PROFILES = {
+    "00_quickstart": QUICKSTART,
+    "01_longwrite_ruler": RULER,
+    "02_agentwrite": AGENTWRITE_RUN,
+    "03_longbench_write": LONGBENCH,
+    "04_longwriter_data": DATA_RUN,
+    "05_finetune": FINETUNE,
+    "06_controlled_experiment": CONTROLLED,
+}
+
+
+def get(notebook: str, size):
+    """The profile of one notebook at one size.
+
+    Args:
+        notebook: its number ("01"), its stem ("01_longwrite_ruler") or file name.
+        size: a ``lw.paths.Size`` or a size name ("mock", "small", "full").
+
+    Returns:
+        The notebook's frozen profile dataclass for that size.
+    """
+    stem = str(notebook).removesuffix(".ipynb").rsplit("/", 1)[-1]
+    key = next((k for k in PROFILES if stem in (k, k.split("_", 1)[0])), None)
+    if key is None:
+        raise LwError(f"no profile for notebook {notebook!r}: use one of "
+                      f"{', '.join(PROFILES)} (or its number, e.g. '01').")
+    name = getattr(size, "name", size)
+    if name not in SIZES:
+        raise LwError(f"unknown size {name!r} for {key}: use one of "
+                      f"{', '.join(SIZES)} (lw.paths.resolve_size gives a Size).")
+    return PROFILES[key][name]

@@ -1,0 +1,85 @@
+"""Each notebook's per-size settings live in one profile (lw.profiles), not in the notebooks."""
+
+import ast
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from lw import paths, profiles
+from lw.errors import LwError
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+ON_PROFILES = NOTEBOOKS
+
+
+def _code(path: Path) -> str:
+    cells = json.loads(path.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def test_every_notebook_has_a_profile_for_every_size():
+    assert [p.stem for p in ON_PROFILES] == list(profiles.PROFILES)
+    for stem, table in profiles.PROFILES.items():
+        assert tuple(table) == paths.SIZES, stem
+        kinds = {type(v) for v in table.values()}
+        assert len(kinds) == 1 and dataclasses.is_dataclass(kinds.pop()), stem
+        for number in (stem, stem[:2], f"{stem}.ipynb"):
+            assert profiles.get(number, "small") is table["small"]
+        assert profiles.get(stem, paths.resolve_size("mock")) is table["mock"]
+
+
+@pytest.mark.parametrize("path", ON_PROFILES, ids=lambda p: p.name)
+def test_notebook_reads_its_profile_and_picks_nothing(path):
+    code = _code(path)
+    assert "size.pick(" not in code and ".pick(" not in code
+    found = re.search(rf'(\w+) = lw\.profiles\.get\("{path.stem[:2]}", size\)', code)
+    assert found, "the settings cell reads the notebook's profile"
+    # Every field the notebook reads exists in its profile (a typo would only fail at run time).
+    fields = {f.name for f in dataclasses.fields(profiles.get(path.stem, "mock"))}
+    used = {n.attr for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Attribute)
+            and isinstance(n.value, ast.Name) and n.value.id == found[1]}
+    assert used and used <= fields, used - fields
+
+
+def test_get_names_what_exists():
+    with pytest.raises(LwError, match="01_longwrite_ruler"):
+        profiles.get("99", "small")
+    with pytest.raises(LwError, match="01_longwrite_ruler"):
+        profiles.get("01_ruler", "small")  # a number with the wrong name is not taken
+    with pytest.raises(LwError, match="mock, small, full"):
+        profiles.get("01", "huge")
+
+
+def test_profiles_are_frozen():
+    p = profiles.get("05", "mock")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.max_new_tokens = 1
+    with pytest.raises(TypeError):
+        p.sft_overrides["max_steps"] = 100  # dict fields are read-only views too
+    assert profiles.get("05", "mock").sft_overrides["max_steps"] == 4
+
+
+def _budgets(p) -> dict:
+    return {f.name: getattr(p, f.name) for f in dataclasses.fields(p)
+            if f.name.endswith("max_new_tokens") and "plan" not in f.name
+            and "general" not in f.name}
+
+
+def test_full_budgets_come_from_one_constant():
+    # 04 has no answer budget: AgentWrite budgets each paragraph by its words (tokens_per_word).
+    assert [s for s in profiles.PROFILES if not _budgets(profiles.get(s, "full"))] == \
+        ["04_longwriter_data"]
+    for stem in profiles.PROFILES:
+        full, mock = profiles.get(stem, "full"), profiles.get(stem, "mock")
+        assert set(_budgets(full).values()) <= {profiles.FULL_BUDGET}, stem
+        assert set(_budgets(mock).values()) <= {profiles.MOCK_BUDGET}, stem
+    # ... and the number is written once: in the constant, not in profiles nor in notebooks.
+    source = (ROOT / "lw" / "profiles.py").read_text()
+    assert len(re.findall(r"\b32768\b", source)) == 1
+    # (Parameter comments may still tell a reader the default: code only.)
+    code = {p.name: re.sub(r"#.*", "", _code(p)) for p in ON_PROFILES}
+    assert not [name for name, text in code.items() if re.search(r"\b32768\b", text)]
