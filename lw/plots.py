@@ -219,7 +219,8 @@ def cap_curve(table, title: str = "Output length vs the longest answers in the S
     the paper's section 2 figure.
 
     Args:
-        table: ``lw.controlled.run`` output (columns cap, max_words, mean_words).
+        table: ``lw.controlled.run``'s ``table`` (columns cap, max_words, mean_words,
+            data_max_words; mean_usable_words is drawn where present).
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -228,6 +229,9 @@ def cap_curve(table, title: str = "Output length vs the longest answers in the S
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(table["cap"], table["max_words"], "o-", label="max output")
     ax.plot(table["cap"], table["mean_words"], "s--", label="mean output")
+    if "mean_usable_words" in table:
+        ax.plot(table["cap"], table["mean_usable_words"], "d-.",
+                label="mean usable output (before it degenerates)")
     ax.plot(table["cap"], table["data_max_words"], "^:", color="grey",
             label="longest answer in the data")
     top = max(table["cap"].max(), table["max_words"].max())
