@@ -153,11 +153,13 @@ def _agentwrite(r, run) -> list[str]:
         return out + _missing("02_agentwrite")
     out += [f"{r['instructions']} instructions asking for {_fmt(r['mean_required'], 0)} words on "
             f"average, model `{r['model']}`:", "",
-            "| method | mean words | vs direct | loop-free vs direct | repetition |",
-            "|---|---|---|---|---|"]
+            "| method | mean words | usable words | vs direct | loop-free vs direct | repetition |",
+            "|---|---|---|---|---|---|"]
+    usable = r.get("mean_usable_words") or {}  # records before 2026-11-26 lack it: "n/a"
     for m, w in r["mean_words"].items():
         vs = {"sequential": r.get("sequential_vs_direct"), "parallel": r.get("parallel_vs_direct")}
-        out.append(f"| {m} | {_fmt(w, 0)} | {_fmt(vs.get(m), 2) if m in vs else '1.00'} | "
+        out.append(f"| {m} | {_fmt(w, 0)} | {_fmt(usable.get(m), 0)} | "
+                   f"{_fmt(vs.get(m), 2) if m in vs else '1.00'} | "
                    f"{_fmt(r['loop_free_vs_direct'].get(m), 2)} | "
                    f"{_fmt(r['mean_repetition'].get(m), 3)} |")
     return out + _intervals(r) + [_fig(run, "02_agentwrite_words.png"), ""]
@@ -194,10 +196,12 @@ def _lbw(r, run) -> list[str]:
     if not r:
         return out + _missing("03_longbench_write")
     out += [f"{r['prompts']} prompts of `{r['benchmark']}`, budget {r['budget_tokens']} tokens.",
-            "", "| model | S | S_l | S_q | mean words | truncated |", "|---|---|---|---|---|---|"]
+            "", "| model | S | S_l | S_q | mean words | usable words | truncated |",
+            "|---|---|---|---|---|---|---|"]
     for m, x in r["results"].items():
         out.append(f"| {m} | {_fmt(x['S'])} | {_fmt(x['S_l'])} | {_fmt(x['S_q'])} | "
-                   f"{_fmt(x['mean_words'], 0)} | {x['truncated']} |")
+                   f"{_fmt(x['mean_words'], 0)} | {_fmt(x.get('mean_usable_words'), 0)} | "
+                   f"{x['truncated']} |")
     return out + [_fig(run, "03_lbw_buckets.png"), ""]
 
 

@@ -65,3 +65,20 @@ def test_claim_2_prints_the_spearman_interval_and_verdict_or_says_there_is_none(
                         "max_words": 386, "stopped": 1.0}]}
     text = _claim(_build(tmp_path, {"06_controlled_experiment": old}), "Claim 2")
     assert "no interval" in text and "does **not** rise clearly" in text
+
+
+def test_claim_3_and_longbench_show_usable_words_where_recorded(tmp_path):
+    aw = {"instructions": 2, "mean_required": 2000.0, "model": "m",
+          "mean_words": {"direct": 476.0, "sequential": 2126.0},
+          "mean_usable_words": {"direct": 401.0, "sequential": 1990.0},
+          "sequential_vs_direct": 4.47, "loop_free_vs_direct": {"direct": 1.0, "sequential": 4.1},
+          "mean_repetition": {"direct": 0.008, "sequential": 0.002}}
+    lbw = {"prompts": 8, "benchmark": "longbench_write_en", "budget_tokens": 1024,
+           "results": {"m": {"S": 18.0, "S_l": 33.3, "S_q": 2.75, "mean_words": 757.0,
+                             "mean_usable_words": 512.0, "truncated": 8}}}
+    text = _build(tmp_path, {"02_agentwrite": aw, "03_longbench_write": lbw})
+    assert "| sequential | 2,126 | 1,990 | 4.47 | 4.10 | 0.002 |" in _claim(text, "Claim 3")
+    assert "| m | 18.0 | 33.3 | 2.8 | 757 | 512 | 8 |" in _claim(text, "LongBench-Write")
+    older = {k: v for k, v in aw.items() if k != "mean_usable_words"}
+    assert "| sequential | 2,126 | n/a | 4.47 |" in _claim(
+        _build(tmp_path, {"02_agentwrite": older}), "Claim 3")
