@@ -43,6 +43,9 @@ def test_notebook_reads_its_profile_and_picks_nothing(path):
     used = {n.attr for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Attribute)
             and isinstance(n.value, ast.Name) and n.value.id == found[1]}
     assert used and used <= fields, used - fields
+    # ... and every field is read: a default the notebook never reads is a setting that silently
+    # does nothing (06 once ignored n_per_cap and trained on all 24 answers instead of 12).
+    assert fields <= used, fields - used
 
 
 def test_get_names_what_exists():
