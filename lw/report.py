@@ -46,8 +46,9 @@ def _ci(name: str, c: dict) -> str:
     """One interval as a table row: estimate [low, high], prompts, and what it says."""
     from lw.stats import verdict
 
+    words = ("higher", "lower") if name.endswith("S_l") else ("longer", "shorter")
     return (f"| {name} | {c['estimate']:.2f} | [{c['low']:.2f}, {c['high']:.2f}] | "
-            f"{c['n_prompts']} | {verdict(c)} |")
+            f"{c['n_prompts']} | {verdict(c, *words)} |")
 
 
 def _intervals(r: dict) -> list[str]:

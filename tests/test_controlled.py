@@ -132,7 +132,7 @@ def test_run_trains_one_model_per_cap_and_seed_and_lines_answers_up_for_the_inte
     caps, y = stats.values_by_cap(result.preds, "usable_words")
     assert caps == [50, 150] and y.shape == (4, 2, 2)
     rho = stats.spearman(caps, y, seeds="crossed")
-    assert rho["estimate"] > 0 and stats.verdict(rho, up="rises") in ("rises", "no clear difference")
+    assert rho["estimate"] > 0 and stats.verdict(rho) == "too few prompts (4) for an interval"
     # Resumable: on a rerun the answers come back from the stores; models that could only fail
     # are never asked.
     monkeypatch.setattr(lw.llm, "load", lambda spec, batch_size=8: ScriptedChatModel(

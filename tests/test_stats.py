@@ -183,3 +183,12 @@ def test_values_by_cap_build_the_spearman_grid():
 def test_bad_inputs_are_refused_with_what_to_do(call, match):
     with pytest.raises(LwError, match=match):
         call()
+
+
+def test_no_verdict_from_fewer_than_five_prompts():
+    # Two prompts, both 4x longer: the bootstrap "interval" is just the two ratios, so the
+    # verdict refuses to read it; five prompts are read.
+    few = stats.paired([2000, 2400], [500, 600], "ratio")
+    assert few["low"] > 1 and stats.verdict(few) == "too few prompts (2) for an interval"
+    five = stats.paired([2000, 2400, 2100, 1900, 2600], [500, 600, 550, 480, 700], "ratio")
+    assert stats.verdict(five) == "longer"
