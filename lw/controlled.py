@@ -26,7 +26,14 @@ from pathlib import Path
 from lw import text
 from lw.errors import LwError
 
-DESIGNS = ("cut", "filter", "fill")
+# What each design takes from the pool (the notebook prints it beside the counts, so the
+# conversations a design leaves out are said, not silently dropped).
+DESIGN_RULES = {
+    "cut": "answers longer than the largest cap, each cut to every cap",
+    "filter": "answers of at most the cap, drawn per cap",
+    "fill": "answers between fill x cap and the cap, drawn per cap",
+}
+DESIGNS = tuple(DESIGN_RULES)
 
 
 def answer_words(conv: dict) -> int:
@@ -262,8 +269,10 @@ def run(subsets: dict[int, list[dict]], recipe, prompts: list[dict], folder,
 
 
 def _summary(answers: list[dict], data_words: list[int]) -> dict:
+    from lw.evaluate import usable_words
+
     done = [p for p in answers if p.get("status") == "done"]
-    usable = [text.usable_words(p.get("response") or "") for p in done]
+    usable = [usable_words(p) for p in done]
 
     def mean(v):
         return round(sum(v) / len(v), 1) if v else None
