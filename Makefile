@@ -1,7 +1,8 @@
 # The kit's entry points. `make reproduce` and `make test` each set everything up first.
 #   make reproduce            venv + install + every notebook at SIZE (default small) on the embedded model
 #   make test                 venv + install + ruff + unit tests + notebooks under nbval at mock size
-#   make test-server          the tests against a real llama-cpp-python server (builds it once, ~8 min)
+#   make test-server          the tests against a real llama-cpp-python server, every notebook
+#                             through it included (builds it once, ~8 min)
 #   make bench                the benchmarks (~35 min on 2 cores; prints figures)
 #   make strip                strip outputs from notebooks before committing
 # GPU users keep their own torch: `make setup TORCH=` skips the CPU pin.
@@ -42,8 +43,12 @@ reproduce: setup
 lint: setup
 	$(BIN)/ruff check lw tests benchmarks notebooks
 
+# The tests against a real llama.cpp server are test-server's (they run only where it is built).
+SERVER_TESTS := tests/test_llamacpp_server.py tests/test_notebooks_served.py
+
 test: lint browser
-	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax
+	$(TEST_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax \
+	  $(foreach t,$(SERVER_TESTS),--ignore $(t))
 
 # A real OpenAI-compatible server nobody here wrote: llama-cpp-python's, serving the embedded GGUF.
 # PyPI has only its source; the wheel is built once (~8 min on 2 cores, without native CPU flags,
@@ -51,14 +56,17 @@ test: lint browser
 # version, and reused by every later run and checkout.
 LLAMA_CPP_VERSION := 0.3.36
 WHEEL_CACHE ?= $(HOME)/.cache/lw/wheels
-LLAMA_CPP_WHEEL = $(firstword $(wildcard $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl))
+# The wheel's name is looked up by the shell when each line runs: make expands a recipe's
+# $(wildcard ...) before its first line runs, so on a fresh machine it would still be empty after
+# the build line (the install then read `pip install "[server]"`).
+LLAMA_CPP_GLOB = $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 
 test-server: setup
-	@test -n "$(LLAMA_CPP_WHEEL)" || (mkdir -p $(WHEEL_CACHE) && echo "building llama-cpp-python $(LLAMA_CPP_VERSION) (~8 min, once)" && \
+	@ls $(LLAMA_CPP_GLOB) >/dev/null 2>&1 || (mkdir -p $(WHEEL_CACHE) && echo "building llama-cpp-python $(LLAMA_CPP_VERSION) (~8 min, once)" && \
 	  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \
 	  $(BIN)/pip wheel --quiet --no-deps "llama-cpp-python==$(LLAMA_CPP_VERSION)" -w $(WHEEL_CACHE))
-	$(BIN)/pip install --quiet "$(firstword $(wildcard $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl))[server]"
-	$(TEST_ENV) LW_REQUIRE_LLAMACPP=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_llamacpp_server.py
+	wheel=$$(ls $(LLAMA_CPP_GLOB) | head -n 1) && test -n "$$wheel" && $(BIN)/pip install --quiet "$$wheel[server]"
+	$(TEST_ENV) LW_REQUIRE_LLAMACPP=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(SERVER_TESTS)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_generate.py

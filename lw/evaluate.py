@@ -12,10 +12,14 @@
 
 Predictions are batched and resumable (keyed by prompt id), and each answer is stored the moment
 it ends (a kill loses only the requests in flight): each record holds the response, its word
-count, repetition, tokens, finish reason (``truncated`` when the token limit cut it), seconds,
+count, repetition, tokens, finish reason (``truncated`` when the token limit cut it), ``capped``
+(the budget the model's context left, where it was below ``max_new_tokens``), seconds,
 model and settings. Failed items are returned with their error but not stored, so a rerun retries
-them. Rows missing a field a step reads (``id``, ``prompt``; ``length`` for scores) or asking
-for fewer than 1 word are refused with an LwError naming the field and the row.
+them; the warning that counts them says what to do by kind (``lw.llm.failures``): after a server
+outage, rerun with the same path; after a refused request (400/422), change what the error names
+(a shorter prompt, a lower ``max_new_tokens``, a model with a longer context) first. Rows
+missing a field a step reads (``id``, ``prompt``; ``length`` for scores) or asking for fewer
+than 1 word are refused with an LwError naming the field and the row.
 """
 
 import math
@@ -24,6 +28,8 @@ import warnings
 from lw import scoring, text
 from lw.datasets import check_rows
 from lw.errors import LwError
+from lw.llm import context as lw_context
+from lw.llm.failures import REQUEST, REQUEST_ADVICE, TRANSPORT, TRANSPORT_ADVICE, stored_kind
 from lw.official_files import (  # the official pred.jsonl / judge.jsonl, re-exported here
     official_totals,
     read_official_judgements,
@@ -36,7 +42,8 @@ from lw.store import ResultStore
 __all__ = ["VERSION", "length_table", "max_output_length", "official_totals", "paired_words",
            "predict", "predict_agentwrite", "quality", "read_official_judgements",
            "read_official_preds", "results", "results_table", "ruler_table", "run_model",
-           "save_results", "usable_words", "write_official_judgements", "write_official_preds"]
+           "run_models", "save_results", "usable_words", "write_official_judgements",
+           "write_official_preds"]
 
 VERSION = 1
 
@@ -72,8 +79,14 @@ def predict(model, rows: list[dict], path, max_new_tokens: int, temperature: flo
     config = model.config.updated(**settings)  # bad settings fail here, before any request
     # Shortest prompts first: local backends batch rows of similar length.
     todo = sorted((r for r in rows if r["id"] not in store), key=lambda r: len(r["prompt"]))
+    # What the model's context gives each request, said before any is sent; a prompt that
+    # fills the context is refused here, since the server could only reject it.
+    context = lw_context.plan(model, todo, max_new_tokens)
+    context.warn()
+    failed = {r["id"]: {**r, "status": "failed", "error": context.refused[r["id"]],
+                        "error_kind": REQUEST} for r in todo if r["id"] in context.refused}
+    todo = [r for r in todo if r["id"] not in context.refused]
     by_id = {str(r["id"]): r for r in todo}
-    failed = {}
     with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"predict {model.spec}",
               unit="prompt", disable=not progress) as bar:
         def on_done(request, out):
@@ -89,16 +102,25 @@ def predict(model, rows: list[dict], path, max_new_tokens: int, temperature: flo
                        "completion_tokens": out.completion_tokens,
                        "finish_reason": out.finish_reason,
                        "truncated": out.finish_reason == "length",
+                       # the budget the context left this reply, where below max_new_tokens
+                       "capped": out.extra.get("capped"),
                        "seconds": round(out.seconds, 2), "model": model.info(),
                        "settings": settings, "versions": {"evaluate": VERSION}})
 
         model.stream([Request(str(r["id"]), r["prompt"], config, name=str(r["id"]))
                       for r in todo], on_done, errors="return")
     if failed:
-        last = failed[next(reversed(failed))]
-        warnings.warn(f"predict: {len(failed)} of {len(rows)} requests to {model.spec} failed "
-                      f"(last error: {str(last['error'])[:300]}). They are not stored: rerun "
-                      f"predict with the same path to retry them.", stacklevel=2)
+        # Advice by kind (lw.llm.failures): an outage mends itself, a refused request does not.
+        kinds = {pid: stored_kind(rec) for pid, rec in failed.items()}
+        parts = []
+        for kind, what, advice in ((TRANSPORT, "got no answer", TRANSPORT_ADVICE),
+                                   (REQUEST, "were refused", REQUEST_ADVICE)):
+            ids = [pid for pid, k in kinds.items() if k == kind]
+            if ids:
+                parts.append(f"{len(ids)} {what} ({kind}; last error: "
+                             f"{str(failed[ids[-1]]['error'])[:300]}): {advice}")
+        warnings.warn(f"predict: {len(failed)} of {len(rows)} requests to {model.spec} failed; "
+                      f"none is stored. {'; '.join(parts)}.", stacklevel=2)
     return [store.get(r["id"]) or failed[r["id"]] for r in rows]
 
 
@@ -113,7 +135,8 @@ def length_table(preds: list[dict]):
              "bucket": scoring.bucket(p["length"]), "required": p["length"],
              "words": p.get("words", 0), "usable_words": usable_words(p),
              "S_l": scoring.length_score(p["length"], p.get("words", 0)),
-             "truncated": bool(p.get("truncated")), "repetition": p.get("repetition", 0.0),
+             "truncated": bool(p.get("truncated")), "capped": bool(p.get("capped")),
+             "repetition": p.get("repetition", 0.0),
              "status": p.get("status", "done")} for p in preds]
     return pd.DataFrame(rows)
 
@@ -164,7 +187,7 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
 
     Returns:
         dict with S, S_l, S_q, per-bucket S_l and S_q (``S_l[<bucket>]``), per-dimension
-        scores, n, truncated, failed, mean_words, mean_usable_words (``usable_words``; None
+        scores, n, truncated, capped (replies whose budget the context lowered), failed, mean_words, mean_usable_words (``usable_words``; None
         where no response text was kept), and the judge's coverage (%), ``judge_pending`` (items
         it gave no answer for yet: rerun the judge), mode, protocol and
         ``judge_answers_cut`` (answers the judge saw cut by ``max_answer_chars``; None where
@@ -172,6 +195,7 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
     """
     table = length_table(preds)
     out = {"n": len(table), "S_l": _mean(table["S_l"]), "truncated": int(table["truncated"].sum()),
+           "capped": int(table["capped"].sum()),
            "failed": int((table["status"] != "done").sum()),
            "mean_words": _mean(table["words"]),
            "mean_usable_words": _mean(table["usable_words"]), "scorer_version": scoring.VERSION}
@@ -214,12 +238,14 @@ def quality(judgements: list[dict], buckets: dict[str, str] | None = None) -> di
 def ruler_table(preds: list[dict]):
     """LongWrite-Ruler: per required length, prompts, mean and max words, mean usable words
     (``usable_words``; NaN where no response text was kept), how many the token limit cut
-    (``truncated``) and mean repetition (near 1: the model looped to the limit)."""
+    (``truncated``), how many had their budget lowered by the context (``capped``) and mean
+    repetition (near 1: the model looped to the limit)."""
     table = length_table(preds).astype({"usable_words": float})
     grouped = table.groupby("required")
     return grouped.agg(prompts=("id", "count"), mean_words=("words", "mean"),
                        max_words=("words", "max"), mean_usable_words=("usable_words", "mean"),
-                       truncated=("truncated", "sum"), repetition=("repetition", "mean")).assign(
+                       truncated=("truncated", "sum"), capped=("capped", "sum"),
+                       repetition=("repetition", "mean")).assign(
         mean_words=lambda d: d["mean_words"].round(0),
         mean_usable_words=lambda d: d["mean_usable_words"].round(0),
         repetition=lambda d: d["repetition"].round(3)).reset_index()
@@ -275,8 +301,9 @@ def predict_agentwrite(model, rows: list[dict], path, config=None) -> list[dict]
     records = AgentWriter(model, path, config).run(items)
     out = []
     for row, rec in zip(rows, records, strict=True):
-        if rec["status"] != "done":
-            out.append({**row, "status": "failed", "error": rec.get("error")})
+        if rec["status"] != "done":  # pending: a server outage, asked again by a rerun
+            out.append({**row, "status": "failed", "error": rec.get("error"),
+                        "pending": bool(rec.get("pending"))})
             continue
         out.append({**row, "status": "done", "response": rec["response"], "words": rec["words"],
                     "repetition": rec["repetition"], "completion_tokens": rec["completion_tokens"],
@@ -293,22 +320,121 @@ def run_model(spec: str, rows: list[dict], folder, batch_size: int = 8,
     options and settings (so reruns resume). ``agentwrite:<spec>`` writes with AgentWrite on
     that model (sequential, scaffolded plans where needed). ``load_options`` go to
     ``lw.llm.load`` (e.g. ``lw.llm.paper_options(spec)``: prompt_format, trust_remote_code).
-    Returns (model, predictions)."""
-    import lw
+
+    The model is loaded through ``lw.llm.lifecycle.use``: the model loaded there before (by an
+    earlier ``run_model``, say) is closed first, so two vLLM servers never share the GPU, and the
+    same spec with the same options reuses the loaded one. Returns (model, predictions)."""
     from lw.agentwrite import AgentWriteConfig
+    from lw.llm import lifecycle
     from lw.store import keyed_path
 
     load_options = dict(load_options or {})
     # Only options that are set name the file, so runs from before they existed still resume.
     identity = {"load": load_options} if load_options else {}
+    identity.update(_served_weights(model=spec))
+    model = lifecycle.use(spec.removeprefix("agentwrite:"), batch_size, **load_options)
     if spec.startswith("agentwrite:"):
-        model = lw.llm.load(spec.removeprefix("agentwrite:"), batch_size=batch_size,
-                            **load_options)
         config = AgentWriteConfig(temperature=settings.get("temperature", 0.8),
                                   repetition_penalty=settings.get("repetition_penalty", 1.1),
                                   seed=settings.get("seed", 0), retry_short=1)
         path = keyed_path(folder, "agentwrite", model=spec, **identity, **vars(config))
         return model, predict_agentwrite(model, rows, path, config)
-    model = lw.llm.load(spec, batch_size=batch_size, **load_options)
     path = keyed_path(folder, "preds", model=spec, **identity, **settings)
     return model, predict(model, rows, path, **settings)
+
+
+def run_models(models, rows: list[dict], folder, batch_size: int = 8,
+               load_options: dict | None = None, judge: str | None = None,
+               judge_mode: str = "auto", judge_protocol: str = "kit",
+               judge_max_chars: int | None = None, judge_settings: dict | None = None,
+               **settings) -> tuple[dict, dict]:
+    """Answer ``rows`` with each model (``run_model``) and judge every model's answers
+    (``lw.judge.judge``), with one model loaded at a time (``lw.llm.lifecycle``): on one GPU a
+    vLLM server claims 90% of its memory, so a second one would not fit beside it.
+
+    The order keeps loads few: with ``judge=None`` each model answers, judges its own answers
+    on the same load, and is closed before the next loads. With a ``judge``, every model answers
+    first, each closed after its answers (stored on disk), then the judge loads once and judges
+    them all; a model with the judge's spec and options answers last, so its answers and the
+    judging share one load. Nothing is left loaded at the end.
+
+    Args:
+        models: specs, or ``{name: spec}``; results are keyed by name (a list: by spec).
+        rows, folder, batch_size, settings: as ``run_model`` (``settings``: generation).
+        load_options: ``{spec: lw.llm.load options}`` for models and judge (missing: none).
+        judge: the judge's spec; None: each model judges itself (an ``agentwrite:<spec>`` by
+            the model that wrote for it).
+        judge_mode, judge_protocol, judge_max_chars: ``lw.judge.judge``'s mode, protocol and
+            max_answer_chars; ``judge_settings``: its retries, temperature, max_new_tokens.
+
+    Returns:
+        (predictions, judgements), each ``{name: records}`` in the order of ``models``.
+    """
+    import json
+
+    from lw.judge import judge as judge_answers
+    from lw.llm import lifecycle
+    from lw.store import keyed_path
+
+    named = dict(models) if isinstance(models, dict) else {spec: spec for spec in models}
+    load_options = load_options or {}
+
+    def loading(spec):  # what lifecycle.use is given for spec: equal pairs share one load
+        plain, options = spec.removeprefix("agentwrite:"), load_options.get(spec, {})
+        return plain, json.dumps(options, sort_keys=True, default=repr)
+
+    judge_key = loading(judge) if judge else None
+    # Models sharing the judge's load answer last, so the judge starts where they stopped.
+    order = sorted(named, key=lambda name: loading(named[name]) == judge_key)
+    steps = [f"{name} answers" + ("" if judge else " and judges itself") for name in order]
+    if judge and order and loading(named[order[-1]]) == judge_key:
+        steps[-1] += f", then judges all on the same load ({judge})"
+    elif judge:
+        steps.append(f"then {judge} loads and judges all")
+    print("[lw] one model loaded at a time: " + "; ".join(steps))
+
+    preds, judged = {}, {}
+
+    def judge_one(name, judge_model):
+        spec = named[name]
+        path = keyed_path(folder, "judge", model=spec, judge=judge_model.spec, mode=judge_mode,
+                          protocol=judge_protocol, max_chars=judge_max_chars,
+                          load=load_options.get(spec, {}), **settings,
+                          **({"judge_settings": judge_settings} if judge_settings else {}),
+                          **_served_weights(model=spec, judge=judge_model.spec))
+        judged[name] = judge_answers(judge_model, preds[name], path, mode=judge_mode,
+                                     protocol=judge_protocol, max_answer_chars=judge_max_chars,
+                                     **(judge_settings or {}))
+
+    try:
+        for name in order:
+            spec = named[name]
+            model, preds[name] = run_model(spec, rows, folder, batch_size,
+                                           load_options=load_options.get(spec), **settings)
+            if judge is None:
+                judge_one(name, model)  # the loaded model: no second load
+        if judge is not None:
+            # The last model's load where it is the judge's (same spec and options).
+            judge_model = lifecycle.use(judge.removeprefix("agentwrite:"), batch_size,
+                                        **load_options.get(judge, {}))
+            for name in named:
+                judge_one(name, judge_model)
+    finally:
+        lifecycle.release()  # the GPU is free for what comes next (training, another notebook)
+    return {n: preds[n] for n in named}, {n: judged[n] for n in named}
+
+
+def _served_weights(**specs) -> dict:
+    """``keyed_path`` names the weights of ``hf:<folder>`` specs in file names, so a retrained
+    checkpoint does not resume old results; the same checkpoint served as ``vllm:<folder>``
+    gets the same here (``<key>_weights``)."""
+    from lw.store import weights_version
+
+    out = {}
+    for key, spec in specs.items():
+        plain = str(spec).removeprefix("agentwrite:")
+        if plain.startswith("vllm:"):
+            version = weights_version("hf:" + plain.removeprefix("vllm:"))
+            if version is not None:
+                out[f"{key}_weights"] = version
+    return out

@@ -24,14 +24,20 @@ Two protocols, recorded with every judgement (``protocol`` and ``prompt_version`
 The judge sees the whole answer unless ``max_answer_chars`` caps it; every record says how many
 characters were judged out of how many (``judged_chars``, ``answer_chars``, ``answer_cut``).
 
-Each verdict is stored the moment it is reached (``model.stream``), so a kill loses only the
-requests in flight. "The judge answered but never usably" is a verdict: stored unscored, with
-its reason, counted in ``coverage`` and not asked again. "No answer" is not: a request that
-failed for transport reasons (server down, 5xx or timeouts after the client's own retries,
-``Generation.finish_reason == "error"``) is not stored, uses none of the protocol's tries, and is
-returned with ``pending`` True (``unscored`` ``NO_ANSWER``); a warning counts them and gives the
-last error, ``coverage`` reports them as ``judge_pending``, and rerunning with the same path asks
-them again.
+Each verdict is stored the moment it is reached (``model.stream``), and so is each unusable
+reply before it (an attempt record, id ``<id>/attempt<n>``, beside the verdicts in the same
+file), so a kill loses only the requests in flight: a rerun continues an item at its next
+attempt, its earlier attempts counted against ``retries`` (or the official counter of tries).
+"The judge answered but never usably" is a verdict: stored unscored, with its reason, counted in
+``coverage`` and not asked again. "No answer" is not: a request that failed for transport reasons
+(server down, 5xx or timeouts after the client's own retries: ``lw.llm.failures.TRANSPORT``) is
+not stored, uses none of the protocol's tries, and is returned with ``pending`` True
+(``unscored`` ``NO_ANSWER``); a warning counts them and gives the last error, ``coverage``
+reports them as ``judge_pending``, and rerunning with the same path asks them again. A request
+the judge's server refused as wrong (400/422, e.g. a prompt over the judge's context:
+``lw.llm.failures.REQUEST``) would fail again unchanged: it is returned unscored (``REFUSED``),
+not stored and not pending, and the warning says what to change (``max_answer_chars``, a lower
+``max_new_tokens``, a judge with a longer context).
 
     judgements = judge(model, preds, "runs/small/judge.jsonl", mode="prob")
     judgements = judge(gpt4o, preds, "runs/full/judge-official.jsonl", protocol="official")
@@ -46,6 +52,7 @@ from lw import prompts, scoring
 from lw.datasets import check_rows
 from lw.errors import LwError
 from lw.llm.base import Request
+from lw.llm.failures import TRANSPORT, failure_kind
 from lw.store import ResultStore
 
 PROTOCOLS = ("kit", "official")
@@ -59,6 +66,10 @@ NEVER_PARSED = "no valid judgement"
 NO_PREDICTION = "no prediction"
 NO_FIT = "does not fit the judge's context"
 NO_ANSWER = "no answer from the judge (transport failure): not stored, rerun to ask again"
+REFUSED = "refused by the judge's server (the request is wrong): not stored"
+REFUSED_ADVICE = ("asking again unchanged fails the same way: set max_answer_chars to judge a cut "
+                  "answer, lower max_new_tokens, or use a judge with a longer context, then "
+                  "rerun")
 
 
 def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | None = None,
@@ -86,7 +97,8 @@ def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | Non
         protocol adds "tries" (its counter) and "raw_scores" (the dict it would write). An item
         the judge gave no answer for (transport failure) is not stored: its record has
         ``"pending": True``, ``unscored`` ``NO_ANSWER`` and the last ``error``, and a warning
-        counts such items.
+        counts such items. One whose request the server refused (400/422) is not stored either:
+        ``unscored`` ``REFUSED``, not pending, and a warning says what to change.
     """
     if official is not None:
         raise LwError("judge(official=...) is gone: protocol='official' runs the paper's judge "
@@ -112,16 +124,21 @@ def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | Non
         official_prompts.locate("judge")  # fetch and verify before the first call
     asks = {str(p["id"]): _prompt(protocol, p, max_answer_chars) for p in todo}
     no_answer: dict[str, dict] = {}  # id -> {"attempts", "error"}: transport failures
+    refused: dict[str, dict] = {}  # the same for requests the server refused as wrong
     if mode == "prob":
         _judge_prob(model, todo, store, base, asks, progress)
     else:
-        _judge_text(model, todo, store, base, asks, settings, protocol, no_answer, progress)
+        _judge_text(model, todo, store, base, asks, settings, protocol, no_answer, refused,
+                    progress)
     out = []
     for p in preds:
         rec = store.get(p["id"])
         if rec is None and str(p["id"]) in no_answer:
             rec = {"id": p["id"], **base, **asks[str(p["id"])][1], "scores": None,
                    "unscored": NO_ANSWER, "pending": True, **no_answer[str(p["id"])]}
+        elif rec is None and str(p["id"]) in refused:
+            rec = {"id": p["id"], **base, **asks[str(p["id"])][1], "scores": None,
+                   "unscored": REFUSED, "pending": False, **refused[str(p["id"])]}
         elif rec is None:  # the prediction itself failed: nothing to judge
             rec = {"id": p["id"], **base, "scores": None, "unscored": NO_PREDICTION,
                    "attempts": 0, "error": p.get("error")}
@@ -132,6 +149,11 @@ def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | Non
                       f"items (last error: {str(last)[:300]}). They are not stored as verdicts: "
                       f"once the judge is reachable, rerun judge() with the same path to ask "
                       f"them again.", stacklevel=2)
+    if refused:
+        last = refused[next(reversed(refused))]["error"]
+        warnings.warn(f"judge: {model.spec}'s server refused the requests for {len(refused)} of "
+                      f"{len(todo)} items as wrong (last error: {str(last)[:300]}); they are not "
+                      f"stored: {REFUSED_ADVICE}.", stacklevel=2)
     return out
 
 
@@ -195,7 +217,7 @@ def _check_store(store, preds, base, path) -> None:
     together): records stored before protocols existed count as the kit's."""
     wanted = (base["protocol"], base["prompt_version"], base["max_answer_chars"])
     for p in preds:
-        rec = store.get(p["id"])
+        rec = store.get(p["id"]) or store.get(_attempt_key(p["id"], 1))
         if rec is None:
             continue
         had = ("kit (missing dimensions counted 3)" if rec.get("official")
@@ -220,25 +242,61 @@ def _prompt(protocol: str, pred: dict, cap: int | None) -> tuple[str, dict]:
                   "answer_cut": len(judged) < len(answer)}
 
 
-def _judge_text(model, todo, store, base, asks, settings, protocol, no_answer, progress):
-    """Ask every item, each verdict stored as it is reached; an unusable reply is asked again
-    (seed = attempt) while the protocol allows: the kit's ``retries`` replies, or the official
-    script's counter of tries (``lw.scoring.read_official``) under 5. A transport failure ends
-    the item's asking for this run without a verdict (``no_answer``): the script's transport
-    retries are the backend's own, apart from its 5 tries."""
+def _attempt_key(pid, attempt: int) -> str:
+    """The store id of an item's unusable attempt ``attempt`` (1-based)."""
+    return f"{pid}/attempt{attempt}"
+
+
+def _judge_text(model, todo, store, base, asks, settings, protocol, no_answer, refused,
+                progress):
+    """Ask every item, each verdict stored as it is reached; an unusable reply is stored as an
+    attempt and asked again (seed = attempt) while the protocol allows: the kit's ``retries``
+    replies, or the official script's counter of tries (``lw.scoring.read_official``) under 5.
+    An item with stored attempts continues at the next one, with the counter where they left it.
+    A transport failure ends the item's asking for this run without a verdict (``no_answer``):
+    the script's transport retries are the backend's own, apart from its 5 tries; a request the
+    server refused ends it too (``refused``), since asking again would fail the same way."""
     config = model.config.updated(temperature=settings["temperature"],
                                   max_new_tokens=settings["max_new_tokens"])
-    tries = {str(p["id"]): 0 for p in todo}  # the official script's counter
+    tries = {}  # the official script's counter
     ids = {str(p["id"]): p["id"] for p in todo}  # stored as given (an int id stays an int)
 
     def ask(pid: str, attempt: int) -> Request:
         return Request((pid, attempt), asks[pid][0], config.updated(seed=attempt), name=pid)
 
+    def exhausted(pid: str, attempt: int) -> bool:
+        if protocol == "official":
+            return tries[pid] >= scoring.OFFICIAL_TRIES
+        return attempt >= settings["retries"]
+
+    def give_up(rec: dict, pid: str, error: str) -> None:
+        if protocol == "official":
+            store.add({**rec, "error": error, "scores": None, "tries": tries[pid],
+                       "raw_scores": None, "unscored": DROPPED})
+        else:  # never scored: kept, and counted in the coverage
+            store.add({**rec, "scores": None, "unscored": NEVER_PARSED, "error": error})
+
+    def unusable(pid: str, attempt: int, out, error: str) -> list:
+        rec = {"id": ids[pid], **base, **asks[pid][1], "attempts": attempt}
+        if exhausted(pid, attempt):
+            give_up(rec, pid, error)
+            return []
+        # Kept before asking again, so a rerun after a kill continues at attempt + 1.
+        store.add({**base, "id": _attempt_key(pid, attempt), "attempt_of": ids[pid],
+                   "attempt": attempt, "reply": out.text, "error": error,
+                   **({"tries": tries[pid]} if protocol == "official" else {})})
+        return [ask(pid, attempt + 1)]
+
     def on_done(request, out):
         pid, attempt = request.key
         rec = {"id": ids[pid], **base, **asks[pid][1], "attempts": attempt}
         if out.finish_reason == "error":
-            no_answer[pid] = {"attempts": attempt, "error": f"the judge call failed: {out.error}"}
+            if failure_kind(out) == TRANSPORT:
+                no_answer[pid] = {"attempts": attempt,
+                                  "error": f"the judge call failed: {out.error}"}
+            else:
+                refused[pid] = {"attempts": attempt,
+                                "error": f"the judge's server refused the request: {out.error}"}
             return []
         if protocol == "official":
             reading = scoring.read_official(out.text)
@@ -248,25 +306,30 @@ def _judge_text(model, todo, store, base, asks, settings, protocol, no_answer, p
                            "unscored": None if reading.scores else UNTOTALLABLE})
                 return []
             tries[pid] += reading.tries
-            if tries[pid] < scoring.OFFICIAL_TRIES:
-                return [ask(pid, attempt + 1)]
-            store.add({**rec, "error": reading.reason, "scores": None, "tries": tries[pid],
-                       "raw_scores": None, "unscored": DROPPED})
-            return []
+            return unusable(pid, attempt, out, reading.reason)
         try:
             scores = scoring.parse_judgement(out.text)
         except scoring.JudgementError as exc:
-            if attempt < settings["retries"]:
-                return [ask(pid, attempt + 1)]
-            # never scored: kept, and counted in the coverage
-            store.add({**rec, "scores": None, "unscored": NEVER_PARSED, "error": str(exc)})
-            return []
+            return unusable(pid, attempt, out, str(exc))
         store.add({**rec, "scores": scores, "unscored": None, "error": None})
         return []
 
-    if todo:
-        model.stream([ask(str(p["id"]), 1) for p in todo], on_done, errors="return",
-                     progress=progress, desc=f"judge {model.spec}")
+    first = []
+    for p in todo:
+        pid = str(p["id"])
+        done = 0  # unusable attempts stored by earlier runs
+        while _attempt_key(pid, done + 1) in store:
+            done += 1
+        last = store.get(_attempt_key(pid, done)) if done else None
+        tries[pid] = last.get("tries", 0) if last else 0
+        if done and exhausted(pid, done):  # the limit was lowered since: decide now
+            give_up({"id": ids[pid], **base, **asks[pid][1], "attempts": done}, pid,
+                    last["error"])
+        else:
+            first.append(ask(pid, done + 1))
+    if first:
+        model.stream(first, on_done, errors="return", progress=progress,
+                     desc=f"judge {model.spec}")
 
 
 def _judge_prob(model, todo, store, base, asks, progress) -> None:

@@ -11,6 +11,7 @@ else ``small``". ``mock`` runs the tiny random model on a handful of items in se
 nbval run), ``small`` the embedded SmolLM2-135M on CPU, ``full`` a real model on a GPU.
 
     size = lw.paths.resolve_size(SIZE, model=MODEL)   # a Size: .name, .model, .batch_size
+    model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
     p = lw.profiles.get("01", size)                   # that notebook's defaults at this size
 
 A ``Size`` says only what every notebook shares (the model and its batch); what a size means for
@@ -33,13 +34,30 @@ class Size:
 
     name: str
     model: str  # default model spec for lw.llm.load
-    batch_size: int  # local generation batch
+    batch_size: int  # local generation batch (an openai: server's requests in flight)
+    long_context: bool = False  # load known models with their documented long context
+
+    def options(self, spec: str | None = None) -> dict:
+        """``lw.llm.load`` options for ``spec`` (default: this size's model) at this size, the
+        batch aside: the paper's options for its released checkpoints (``lw.llm.paper_options``) and,
+        at ``full``, the model's documented long context (``lw.llm.context.
+        long_context_options``: Qwen2.5's YaRN x4, 131,072 positions, so a 32,768-token answer
+        fits beside its prompt).
+
+            model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
+        """
+        from lw.llm import paper_options
+        from lw.llm.context import long_context_options
+
+        spec = spec or self.model
+        extra = long_context_options(spec) if self.long_context else {}
+        return {**paper_options(spec), **extra}
 
 
 _SIZES = {
     "mock": Size("mock", "tiny-random", batch_size=4),
     "small": Size("small", "smollm2-135m", batch_size=8),
-    "full": Size("full", "hf:Qwen/Qwen2.5-7B-Instruct", batch_size=16),
+    "full": Size("full", "hf:Qwen/Qwen2.5-7B-Instruct", batch_size=16, long_context=True),
 }
 FULL_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 

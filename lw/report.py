@@ -109,7 +109,7 @@ def _ruler(r, run) -> list[str]:
     for m, means in r["mean_words_by_required"].items():
         curve = ", ".join(f"{k}: {_words(v, usable.get(m, {}).get(k))}" for k, v in means.items())
         out.append(f"| {m} | {curve} | {_fmt(r['max_output_words'][m])} | "
-                   f"{r['truncated'][m]} of {r['prompts']} |")
+                   f"{r['truncated'][m]} of {r['prompts']}{_capped(r.get('capped', {}).get(m))} |")
     return out + [_fig(run, "01_ruler_curve.png"), ""]
 
 
@@ -184,7 +184,8 @@ def _finetune(data, ft, run) -> list[str]:
             "|---|---|---|---|---|---|---|"]
     for m, x in ft["results"].items():  # records before 2026-11-26 lack usable words: "n/a"
         out.append(f"| {m} | {_fmt(x['mean_words'], 0)} | {_fmt(x.get('mean_usable_words'), 0)} | "
-                   f"{_fmt(x['S_l'])} | {_fmt(x['S_q'])} | {_fmt(x['S'])} | {x['truncated']} |")
+                   f"{_fmt(x['S_l'])} | {_fmt(x['S_q'])} | {_fmt(x['S'])} | {x['truncated']}"
+                   f"{_capped(x.get('capped'))} |")
     out += [f"| paper: {p['model']} | | | {p['S_l']} | {p['S_q']} | {p['S']} | |"
             for p in reference.paper_rows() if "LongWriter-9B" in p["model"]]
     out += ["", f"Fine-tuned vs base mean words: {_fmt(ft['sft_vs_base_words'], 2)}x."]
@@ -202,8 +203,13 @@ def _lbw(r, run) -> list[str]:
     for m, x in r["results"].items():
         out.append(f"| {m} | {_fmt(x['S'])} | {_fmt(x['S_l'])} | {_fmt(x['S_q'])} | "
                    f"{_fmt(x['mean_words'], 0)} | {_fmt(x.get('mean_usable_words'), 0)} | "
-                   f"{x['truncated']} |")
+                   f"{x['truncated']}{_capped(x.get('capped'))} |")
     return out + [_fig(run, "03_lbw_buckets.png"), ""]
+
+
+def _capped(n) -> str:
+    """A note of how many replies had their budget lowered by the context, or nothing."""
+    return f" ({n} capped by the context)" if n else ""
 
 
 def write(run) -> Path:

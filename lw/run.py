@@ -4,6 +4,7 @@
     python -m lw.run --size mock --only 00        # just the quickstart, in seconds
     python -m lw.run -p MODEL hf:my/checkpoint    # a parameter for every notebook
     python -m lw.run --force                      # redo notebooks that already finished
+    python -m lw.run --size full --check          # the plan on this machine, before any work
 
 Executed copies go to ``runs/<size>/`` (git-ignored), never over the sources. Each notebook ends
 with ``lw.run.record(name, {...})``, which writes ``records/<name>.json`` in the run folder; the
@@ -148,12 +149,18 @@ def main(argv=None) -> int:
                     choices=paths.SIZES)
     ap.add_argument("--only", nargs="*", help="notebook numbers or names, e.g. 00 03")
     ap.add_argument("--force", action="store_true", help="redo finished notebooks")
+    ap.add_argument("--check", action="store_true", help="print the run's plan (models, "
+                    "servers, contexts, requests and tokens, what will not fit) and stop")
     ap.add_argument("--out", type=Path, help="run folder (default runs/<size>)")
     ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                     metavar=("NAME", "VALUE"), help="papermill parameter (VALUE read as JSON "
                     "where it parses, else as a string)")
     args = ap.parse_args(argv)
     params = {k: _literal(v) for k, v in args.parameter}
+    if args.check:
+        from lw import preflight
+
+        return preflight.main(args.size, params)
     try:
         summary = run(args.size, args.only, args.force, args.out, params)
     except LwError as exc:

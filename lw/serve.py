@@ -5,7 +5,8 @@
 
 Useful for sharing one loaded model between notebooks or machines, and it is the real server the
 kit's tests talk to. Requests arriving together are generated as one batch (``--batch-wait``).
-Supports ``GET /v1/models``, ``POST /v1/chat/completions`` (no streaming), an optional API key,
+Supports ``GET /v1/models``, ``POST /v1/chat/completions`` (no streaming), ``POST /tokenize``
+(vLLM's: a chat prompt's token count and the model's context), an optional API key,
 and vLLM's ``continue_final_message`` extension for assistant prefixes.
 
 It identifies itself in ``/v1/models`` (``owned_by: "lw"``) with an ``lw`` entry saying what the
@@ -105,15 +106,24 @@ class Handler(BaseHTTPRequestHandler):
             caps = self.server.batcher.model.capabilities
             self.send_json(200, {"object": "list", "data": [
                 {"id": self.server.model_name, "object": "model", "owned_by": "lw",
-                 "lw": {"continues_prefix": caps.continues_prefix,
+                 "lw": {"continues_prefix": caps.continues_prefix, "context": caps.context,
                         "settings": sorted(k for k, v in caps.settings.items() if v)}}]})
         else:
             self.send_error_json(404, f"no route {self.path}", "not_found_error")
+
+    def tokenize(self, raw: bytes) -> None:
+        try:
+            self.send_json(200, _count(self.server.batcher.model, json.loads(raw)))
+        except (ValueError, KeyError, TypeError) as exc:
+            self.send_error_json(400, f"bad request: {exc}", "invalid_request_error")
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         if not self.authorised():
+            return
+        if self.path.rstrip("/") == "/tokenize":  # vLLM's route and fields: the kit counts
+            self.tokenize(raw)                     # prompts before sending them
             return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self.send_error_json(404, f"no route {self.path}", "not_found_error")
@@ -152,6 +162,14 @@ class Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": out.prompt_tokens,
                       "completion_tokens": out.completion_tokens,
                       "total_tokens": out.prompt_tokens + out.completion_tokens}})
+
+
+def _count(model: ChatModel, req: dict) -> dict:
+    """vLLM's ``/tokenize`` answer for a chat body: ``count`` (the prompt's tokens as the model
+    sees them, template included; None where the model cannot count) and ``max_model_len``."""
+    messages, prefix, _ = parse_request({**req, "max_tokens": 1})
+    return {"count": model.prompt_tokens(messages, prefix),
+            "max_model_len": model.capabilities.context}
 
 
 def parse_request(req: dict):

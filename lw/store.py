@@ -92,11 +92,13 @@ class ResultStore:
     def keys(self) -> list[str]:
         return list(self._records)
 
-    def add(self, record: dict) -> None:
-        """Append ``record`` and flush it to disk; a key already stored is an error."""
+    def add(self, record: dict, replace: bool = False) -> None:
+        """Append ``record`` and flush it to disk; a key already stored is an error, unless
+        ``replace``: then the new line supersedes the old one (on loading, a key's last line
+        wins), for a failure asked again."""
         self._check_key(record, where="add()")
         k = str(record[self.key])
-        if k in self._records:
+        if k in self._records and not replace:
             raise LwError(f"{self.path}: '{k}' is already stored; skip done keys with `in store`.")
         line = json.dumps(record, ensure_ascii=False)
         with open(self.path, "a", encoding="utf-8") as f:
@@ -138,13 +140,15 @@ def keyed_path(folder: str | os.PathLike, name: str, **identity) -> Path:
 
 
 def weights_version(spec) -> object | None:
-    """What identifies the weights behind a local ``hf:<dir>`` spec: the training fingerprint
+    """What identifies the weights behind a local ``hf:<dir>`` or ``vllm:<dir>`` spec (the same
+    folder served by vLLM): the training fingerprint
     ``lw.sft`` wrote (``lw_train.json``), else the weight files' names, sizes and times. None for
     any other spec (hub ids and servers are named by their spec alone)."""
     if not isinstance(spec, str):
         return None
     spec = spec.removeprefix("agentwrite:")
-    folder = Path(spec[3:]) if spec.startswith("hf:") else None
+    kind, _, rest = spec.partition(":")
+    folder = Path(rest) if kind in ("hf", "vllm") and rest else None
     if folder is None or not folder.is_dir():
         return None
     meta = folder / "lw_train.json"

@@ -4,7 +4,8 @@
 
 Tests arm it with ``POST /_faults {"plan": [...], "delay": 3}``: the n-th chat request after that
 gets the n-th fault of the plan, then normal service. Faults: "429" (with Retry-After: 0),
-"500", "503", "delay" (sleeps ``delay`` seconds, then answers), "malformed" (a 200 whose body is
+"500", "503", "400" (the request refused as too long for the model's context, as vLLM says it),
+"delay" (sleeps ``delay`` seconds, then answers), "malformed" (a 200 whose body is
 cut-off JSON), "drop" (closes the connection unanswered). ``GET /_faults`` reports how many chat
 requests arrived since arming.
 """
@@ -40,7 +41,11 @@ class FaultyHandler(Handler):
             k = STATE["seen"]
             STATE["seen"] += 1
             fault = STATE["plan"][k] if k < len(STATE["plan"]) else ""
-        if fault in ("429", "500", "503"):
+        if fault == "400":
+            self.send_error_json(400, "This model's maximum context length is 2048 tokens. "
+                                 "However, you requested 4096 tokens (injected 400).",
+                                 "invalid_request_error")
+        elif fault in ("429", "500", "503"):
             headers = {"Retry-After": "0"} if fault == "429" else None
             self.send_error_json(int(fault), f"injected {fault}", "injected", headers)
         elif fault == "malformed":

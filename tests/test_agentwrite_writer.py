@@ -2,6 +2,7 @@
 
 import json
 import re
+import warnings
 
 import pytest
 
@@ -15,8 +16,9 @@ PLAN = ("Paragraph 1 - Main Point: Beginning - Word Count: 300 words\n"
         "Paragraph 3 - Main Point: End - Word Count: 300 words")
 
 
-def scripted(plan=PLAN, fail_on=None, interrupt_on=None, log=None):
-    """A fake that plans with ``plan`` and writes 'P<k> of <item>.' for paragraph k."""
+def scripted(plan=PLAN, fail_on=None, interrupt_on=None, log=None, error=None):
+    """A fake that plans with ``plan`` and writes 'P<k> of <item>.' for paragraph k; paragraph
+    ``fail_on`` fails with ``error`` (default: an error the backend does not call an outage)."""
     def reply(conv, prefix):
         prompt = conv[-1]["content"]
         task = re.search(r"(?:task|任务)[:：]\n(.*)", prompt).group(1)
@@ -31,7 +33,7 @@ def scripted(plan=PLAN, fail_on=None, interrupt_on=None, log=None):
         if interrupt_on == (task, k):
             raise KeyboardInterrupt
         if fail_on == (task, k):
-            return RuntimeError("backend fell over")
+            return error or RuntimeError("backend fell over")
         return f"P{k} of {task.rstrip('.')}."
     return ScriptedChatModel(reply)
 
@@ -112,15 +114,152 @@ def test_parallel_mode_stores_each_part_of_a_round_as_it_finishes(tmp_path):
 def test_backend_error_fails_that_item_only_and_can_be_retried(tmp_path):
     path = tmp_path / "r.jsonl"
     items = ["Write A.", "Write B."]
-    recs = AgentWriter(scripted(fail_on=("Write A.", 2)), path).run(items)
+    with pytest.warns(UserWarning, match="1 of 2 items failed and are stored as failed"):
+        recs = AgentWriter(scripted(fail_on=("Write A.", 2)), path).run(items)
     assert recs[0]["status"] == "failed" and "paragraph 2" in recs[0]["error"]
     assert "backend fell over" in recs[0]["error"]
     assert recs[1]["status"] == "done"
     quiet = scripted(log=[])
-    assert AgentWriter(quiet, path).run(items)[0]["status"] == "failed" and quiet.calls == []
+    with pytest.warns(UserWarning, match="stored by an earlier run"):
+        assert AgentWriter(quiet, path).run(items)[0]["status"] == "failed" and quiet.calls == []
     log = []
     retried = AgentWriter(scripted(log=log), path).run(items, retry_failed=True)
     assert retried[0]["status"] == "done" and log == [("Write A.", 2), ("Write A.", 3)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert AgentWriter(scripted(), path).run(items) == retried
+    assert not [w for w in caught if "AgentWrite" in str(w.message)]  # the failure is mended
+
+
+def test_a_paragraph_outage_leaves_the_item_pending_and_a_plain_rerun_finishes_it(tmp_path):
+    path = tmp_path / "r.jsonl"
+    items = ["Write A.", "Write B."]
+    with pytest.warns(UserWarning, match=r"1 of 2 items got no answer.*pending.*rerun with the "
+                                         r"same path"):
+        recs = AgentWriter(scripted(fail_on=("Write A.", 2), error=ConnectionError("refused")),
+                           path).run(items)
+    assert recs[0]["status"] == "failed" and recs[0]["pending"] is True
+    assert "refused" in recs[0]["error"] and recs[0]["paragraphs"] == ["P1 of Write A."]
+    assert recs[1]["status"] == "done" and not recs[1].get("pending")
+    keys = [json.loads(line)["key"] for line in path.read_text().splitlines()]
+    a = recs[0]["id"]
+    assert not any("failed" in k for k in keys) and f"{a}/p1" in keys  # paragraph 1 is kept
+    assert f"{a}/p2" not in keys
+    log = []
+    again = AgentWriter(scripted(log=log), path).run(items)  # no retry_failed needed
+    assert log == [("Write A.", 2), ("Write A.", 3)]  # nothing finished is asked again
+    assert [r["status"] for r in again] == ["done", "done"] and again[1] == recs[1]
+
+
+def test_a_parallel_outage_keeps_the_paragraphs_that_finished(tmp_path):
+    path = tmp_path / "r.jsonl"
+    cfg = AgentWriteConfig(mode="parallel")
+    with pytest.warns(UserWarning, match="pending"):
+        rec = AgentWriter(scripted(fail_on=("Write A.", 2), error=TimeoutError("timed out")),
+                          path, cfg).run(["Write A."])[0]
+    assert rec["pending"] and rec["paragraphs"] == ["P1 of Write A."]
+    log = []
+    rec = AgentWriter(scripted(log=log), path, cfg).run(["Write A."])[0]
+    assert log == [("Write A.", 2)]  # paragraph 3 finished during the outage and was stored
+    assert rec["paragraphs"] == ["P1 of Write A.", "P2 of Write A.", "P3 of Write A."]
+
+
+def test_stored_failures_are_returned_with_a_warning_naming_retry_failed(tmp_path):
+    path = tmp_path / "r.jsonl"
+    with pytest.warns(UserWarning, match=r"1 of 1 items failed and are stored as failed"):
+        first = AgentWriter(scripted(fail_on=("Write A.", 2)), path).run(["Write A."])[0]
+    # A refused request: stored, with what to change (not "rerun").
+    assert first["pending"] is False and "shorten the instruction" in first["error"]
+    assert "max_new_tokens" in first["error"] and "rerun" not in first["error"]
+    quiet = scripted(log=[])
+    with pytest.warns(UserWarning, match=r"failures stored by an earlier run.*"
+                                         r"retry_failed=True"):
+        assert AgentWriter(quiet, path).run(["Write A."])[0]["status"] == "failed"
+    assert quiet.calls == []
+
+
+def test_an_outage_stored_as_a_failure_by_older_versions_is_continued(tmp_path):
+    """Before failures had kinds, an outage was stored as the item's failure; a plain rerun
+    now reads it as the outage it was and continues the item."""
+    path = tmp_path / "r.jsonl"
+    with pytest.warns(UserWarning):
+        AgentWriter(scripted(fail_on=("Write A.", 2)), path).run(["Write A."])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for rec in lines:
+        if rec["key"].endswith("/failed1"):
+            del rec["error_kind"]
+            rec["error"] = "paragraph 2: gave up after 6 attempts: connection failed: refused"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    log = []
+    rec = AgentWriter(scripted(log=log), path).run(["Write A."])[0]
+    assert rec["status"] == "done" and log == [("Write A.", 2), ("Write A.", 3)]
+
+
+def test_through_a_server_an_outage_is_pending_and_a_400_is_stored_with_advice(tmp_path,
+                                                                               server):
+    """The real OpenAI-compatible backend against lw.serve: item a's plan meets 503s past the
+    client's retries (pending, nothing stored), b is written; a plain rerun against the healed
+    server writes a alone. Then a 400 (prompt over the context) is stored with advice, returned
+    by a plain rerun without a request, and asked again only with retry_failed=True."""
+    model = lw.llm.load("openai:tiny-random", base_url=server.base_url, api_key=server.key,
+                        continue_final_message=True, concurrency=1, backoff=0.01,
+                        max_retries=1)
+    cfg = AgentWriteConfig(tokens_per_word=0.05, token_margin=8, plan_max_new_tokens=16,
+                           scaffold_words_per_step=200)
+    items = [{"id": "a", "prompt": "Write about tides.", "length": 400},
+             {"id": "b", "prompt": "Write about bees.", "length": 400}]
+    path = tmp_path / "r.jsonl"
+    server.arm(["503", "503"])  # a's plan: the first try and its one retry
+    with pytest.warns(UserWarning, match=r"1 of 2 items got no answer.*503.*pending"):
+        recs = AgentWriter(model, path, cfg).run(items)
+    assert [r["status"] for r in recs] == ["failed", "done"] and recs[0]["pending"] is True
+    keys = [json.loads(x)["key"] for x in path.read_text().splitlines()]
+    assert not [k for k in keys if k.startswith("a/")] and "b/final" in keys
+    server.arm([])
+    again = AgentWriter(model, path, cfg).run(items)
+    assert [r["status"] for r in again] == ["done", "done"] and again[1] == recs[1]
+    assert 5 <= server.seen() <= 7  # item a's requests only (see test_openai_server_end_to_end)
+
+    refused = tmp_path / "s.jsonl"
+    server.arm(["400"])
+    with pytest.warns(UserWarning, match="stored as failed"):
+        rec = AgentWriter(model, refused, cfg).run(items[:1])[0]
+    assert rec["status"] == "failed" and rec["pending"] is False
+    assert "400" in rec["error"] and "maximum context length" in rec["error"]
+    assert "shorten the instruction" in rec["error"] and "rerun" not in rec["error"]
+    assert server.seen() == 1  # a 400 is never retried
+    with pytest.warns(UserWarning, match="stored by an earlier run.*retry_failed=True"):
+        assert AgentWriter(model, refused, cfg).run(items[:1])[0]["status"] == "failed"
+    assert server.seen() == 1
+    assert AgentWriter(model, refused, cfg).run(items[:1], retry_failed=True)[0]["status"] == \
+        "done"
+
+
+def test_write_direct_keeps_an_outage_pending_and_stores_a_refusal(tmp_path):
+    path = tmp_path / "d.jsonl"
+    items = [{"id": "a", "prompt": "Write A."}, {"id": "b", "prompt": "Write B."},
+             {"id": "c", "prompt": "Write C."}]
+    errors = {"Write A.": ConnectionError("reset"), "Write B.": RuntimeError("400: too long")}
+
+    def reply(conv, prefix):
+        return errors.get(conv[-1]["content"], "An answer.")
+
+    with pytest.warns(UserWarning) as caught:
+        recs = write_direct(ScriptedChatModel(reply), items, path, max_new_tokens=16)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "1 of 3 items got no answer" in messages and "stored as failed" in messages
+    assert [r["status"] for r in recs] == ["failed", "failed", "done"]
+    assert recs[0]["pending"] is True and "shorten the instruction" in recs[1]["error"]
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["b", "c"]
+    errors.clear()
+    fake = ScriptedChatModel(reply)
+    with pytest.warns(UserWarning, match="stored by an earlier run.*retry_failed=True"):
+        recs = write_direct(fake, items, path, max_new_tokens=16)
+    assert len(fake.calls) == 1 and [r["status"] for r in recs] == ["done", "failed", "done"]
+    fake = ScriptedChatModel(reply)
+    recs = write_direct(fake, items, path, max_new_tokens=16, retry_failed=True)
+    assert len(fake.calls) == 1 and [r["status"] for r in recs] == ["done"] * 3
+    assert len(lw.store.ResultStore(path)) == 3  # the refusal's line is superseded, not doubled
 
 
 def test_unusable_free_plan_falls_back_to_scaffold(tmp_path):

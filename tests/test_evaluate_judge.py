@@ -25,13 +25,29 @@ def test_predict_is_resumable_and_flags_truncation(tmp_path):
 
 
 def test_failed_predictions_are_returned_not_stored(tmp_path):
-    fake = ScriptedChatModel(lambda conv, prefix: RuntimeError("down")
+    fake = ScriptedChatModel(lambda conv, prefix: ConnectionError("down")
                              if "topic 1" in conv[0]["content"] else "fine words")
-    with pytest.warns(UserWarning, match=r"1 of 2 requests to fake failed.*down.*rerun"):
+    with pytest.warns(UserWarning, match=r"1 of 2 requests to fake failed.*1 got no answer "
+                                         r"\(transport.*down.*rerun with the same path"):
         preds = evaluate.predict(fake, ROWS[:2], tmp_path / "p.jsonl", max_new_tokens=10)
     assert [p["status"] for p in preds] == ["done", "failed"] and "down" in preds[1]["error"]
     fixed = ScriptedChatModel("fine words")
     assert evaluate.predict(fixed, ROWS[:2], tmp_path / "p.jsonl", 10)[1]["status"] == "done"
+    assert len(fixed.calls) == 1  # only the failed row was asked again
+
+
+def test_a_refused_prediction_says_what_to_change_not_rerun(tmp_path):
+    """A request the backend refused fails again unchanged: the warning names what to change."""
+    fake = ScriptedChatModel(lambda conv, prefix: RuntimeError("400 from server: too long")
+                             if "topic 1" in conv[0]["content"] else ConnectionError("reset"))
+    with pytest.warns(UserWarning) as caught:
+        preds = evaluate.predict(fake, ROWS[:3], tmp_path / "p.jsonl", max_new_tokens=10)
+    (message,) = [str(w.message) for w in caught if "predict:" in str(w.message)]
+    transport, refused = message.split("; 1 were refused")
+    assert "2 got no answer (transport" in transport and "rerun with the same path" in transport
+    assert "400 from server: too long" in refused and "shorten the prompt" in refused
+    assert "max_new_tokens" in refused and "rerun" not in refused
+    assert [p["status"] for p in preds] == ["failed"] * 3 and not (tmp_path / "p.jsonl").exists()
 
 
 def test_results_per_bucket_and_overall(tmp_path):
@@ -68,6 +84,34 @@ def test_judge_retries_then_counts_what_never_parsed(tmp_path):
     quiet = ScriptedChatModel("unused")
     judge.judge(quiet, preds, tmp_path / "j.jsonl")
     assert quiet.calls == []
+
+
+def test_a_refused_judge_request_is_unscored_with_advice_and_an_outage_pending(tmp_path):
+    preds = [{**r, "status": "done", "response": "text"} for r in ROWS[:3]]
+
+    def reply(conv, prefix):
+        prompt = conv[0]["content"]
+        if "topic 0" in prompt:
+            return RuntimeError("400 from server: maximum context length exceeded")
+        return TimeoutError("read timed out") if "topic 1" in prompt else GOOD
+
+    with pytest.warns(UserWarning) as caught:
+        out = judge.judge(ScriptedChatModel(reply), preds, tmp_path / "j.jsonl")
+    messages = [str(w.message) for w in caught]
+    refused = next(m for m in messages if "refused" in m)
+    assert "1 of 3 items" in refused and "maximum context length" in refused
+    assert "max_answer_chars" in refused and "rerun judge() with the same path" not in refused
+    assert any("no answer for 1 of 3" in m and "rerun judge() with the same path" in m
+               for m in messages)
+    assert [j["unscored"] for j in out] == [judge.REFUSED, judge.NO_ANSWER, None]
+    assert [j.get("pending") for j in out] == [False, True, None]
+    cov = judge.coverage(out)
+    assert cov["judge_pending"] == 1 and cov["judge_unscored_reasons"] == {judge.REFUSED: 1}
+    # Neither is a verdict: only r2 is stored, and a rerun asks the other two again.
+    assert [r["id"] for r in map(json.loads, store.jsonl_lines(tmp_path / "j.jsonl"))] == ["r2"]
+    again = ScriptedChatModel(GOOD)
+    assert all(j["scores"] for j in judge.judge(again, preds, tmp_path / "j.jsonl"))
+    assert len(again.calls) == 2
 
 
 def test_a_missing_dimension_is_never_filled_and_the_old_switch_points_to_protocol(tmp_path):

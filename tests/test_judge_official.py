@@ -58,7 +58,7 @@ def test_official_tries_are_counted_as_the_script_counts_them(official_prompts, 
         "r1": [MISSING_MIDDLE] * 5,  # 2 tries each: asked at 0, 2, 4 -> 3 calls, dropped
         "r2": [MISSING_LAST] * 5,  # 1 try each: 5 calls, dropped
         "r3": [json.dumps({**SIX, "Clarity": "4/5"})],  # accepted; the totals cannot read it
-        "r4": [RuntimeError("server down"), GOOD],  # no answer: no try used, not stored
+        "r4": [ConnectionError("server down"), GOOD],  # no answer: no try used, not stored
         "r5": [MISSING_MIDDLE, MISSING_LAST, MISSING_LAST, MISSING_LAST],  # 2+1+1+1 -> dropped
     })
     with pytest.warns(UserWarning, match="no answer for 1 of 6 items.*server down"):
@@ -191,7 +191,7 @@ def test_an_outage_is_no_verdict_and_a_rerun_asks_again(official_prompts, tmp_pa
 
     def reply(conv, prefix):
         state["calls"] += 1
-        return RuntimeError("503 server error") if state["down"] else GOOD
+        return ConnectionError("503 server error") if state["down"] else GOOD  # an outage
 
     fake = ScriptedChatModel(reply)
     preds = [*_preds(3), {**ROWS[3], "status": "failed", "error": "timeout"}]
@@ -216,11 +216,13 @@ def test_an_outage_is_no_verdict_and_a_rerun_asks_again(official_prompts, tmp_pa
 
 def test_an_outage_after_unusable_replies_leaves_the_item_to_the_next_run(tmp_path):
     """Kit protocol: unusable replies use tries; an outage ends the item's asking without a
-    verdict, and the next run starts its tries afresh."""
-    script = iter(["garbage", RuntimeError("connection refused"), "still garbage", GOOD])
+    verdict, and the next run goes on at the attempt the outage hit, the unusable reply before
+    it still counted (it was stored as an attempt)."""
+    script = iter(["garbage", ConnectionError("connection refused"), "still garbage", GOOD])
     fake = ScriptedChatModel(lambda conv, prefix: next(script))
     with pytest.warns(UserWarning, match="connection refused"):
         out = judge.judge(fake, _preds(1), tmp_path / "j.jsonl", retries=3)
     assert out[0]["pending"] and out[0]["attempts"] == 2
     again = judge.judge(fake, _preds(1), tmp_path / "j.jsonl", retries=3)
-    assert again[0]["scores"] and again[0]["attempts"] == 2
+    assert again[0]["scores"] and again[0]["attempts"] == 3
+    assert [c[2].seed for c in fake.calls] == [1, 2, 2, 3]

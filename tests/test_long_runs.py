@@ -107,7 +107,7 @@ def test_the_judge_stores_each_verdict_as_it_is_reached(official_prompts, tmp_pa
     preds = [{**r, "status": "done", "response": "An answer."} for r in ROWS[:5]]
     path = tmp_path / "j.jsonl"
     # r0's first reply is unusable, so it is asked again after the others; the run dies as the
-    # 4th reply is handed over: r1, r2, r3 have verdicts, r0 has none yet (no try is stored).
+    # 4th reply is handed over: r1, r2, r3 have verdicts, r0 has its unusable first attempt.
     seen = []
 
     def reply(conv, prefix):
@@ -118,11 +118,99 @@ def test_the_judge_stores_each_verdict_as_it_is_reached(official_prompts, tmp_pa
     with pytest.raises(Killed):
         judge.judge(dying, preds, path, protocol=protocol, progress=False)
     stored = [r["id"] for r in _lines(path)]
-    assert stored == ["r1", "r2", "r3"]
+    assert stored == ["r0/attempt1", "r1", "r2", "r3"]
     rest = OneByOne(GOOD)
     out = judge.judge(rest, preds, path, protocol=protocol, progress=False)
     assert len(rest.calls) == 2 and all(j["scores"] for j in out)
-    assert sorted(r["id"] for r in _lines(path)) == [f"r{i}" for i in range(5)]
+    assert [c[2].seed for c in rest.calls] == [2, 1]  # r0 goes on at its 2nd attempt, r4 starts
+    assert [j["attempts"] for j in out] == [2, 1, 1, 1, 1]
+    assert sorted(r["id"] for r in _lines(path)) == sorted(["r0/attempt1"] +
+                                                           [f"r{i}" for i in range(5)])
+
+
+def _item(conv) -> str:
+    return next(r["id"] for r in ROWS if r["prompt"] in conv[0]["content"])
+
+
+def test_a_killed_judge_continues_each_item_at_its_next_attempt(tmp_path):
+    """Every item needs 3 attempts (two unusable replies, then a verdict): 15 requests for 5
+    items. Killed after 7, the rerun makes exactly the 8 missing ones, each at the attempt (and
+    seed) where its item stopped, and an item that never parses still gets ``retries`` in all."""
+    preds = [{**r, "status": "done", "response": "An answer."} for r in ROWS[:6]]
+    path = tmp_path / "j.jsonl"
+
+    def reply(model):
+        def answer(conv, prefix):
+            seed = model.calls[-1][2].seed
+            return GOOD if seed >= 3 and _item(conv) != "r5" else "not json"
+        return answer
+
+    dying = OneByOne(None, kill_after=7)
+    dying.replies = reply(dying)
+    with pytest.raises(Killed):
+        judge.judge(dying, preds, path, retries=3, progress=False)
+    first = [(_item(c[0]), c[2].seed) for c in dying.calls]
+    rest = OneByOne(None)
+    rest.replies = reply(rest)
+    out = judge.judge(rest, preds, path, retries=3, progress=False)
+    second = [(_item(c[0]), c[2].seed) for c in rest.calls]
+    assert len(first) == 7 and len(second) == 18 - 7  # 6 items x 3 attempts, none twice
+    assert sorted(first + second) == sorted((f"r{i}", a) for i in range(6) for a in (1, 2, 3))
+    assert [j["attempts"] for j in out] == [3] * 6
+    assert [bool(j["scores"]) for j in out] == [True] * 5 + [False]
+    assert out[5]["unscored"] == judge.NEVER_PARSED
+    # The attempt records sit beside the verdicts; results and coverage read the verdicts only.
+    cov = judge.coverage(out)
+    assert (cov["judge_scored"], cov["judge_unscored"], cov["judge_pending"]) == (5, 1, 0)
+    res = evaluate.results([{**p, "words": 2} for p in preds], out)
+    assert res["judge_coverage"] == pytest.approx(83.3) and res["S_q"] == 75
+    assert len(_lines(path)) == 6 + 6 * 2  # 6 verdicts, 2 unusable attempts each
+    quiet = OneByOne(GOOD)
+    assert judge.judge(quiet, preds, path, retries=3, progress=False) == out
+    assert quiet.calls == []
+
+
+def test_the_official_counter_of_tries_survives_a_kill(official_prompts, tmp_path):
+    """A reply lacking "Relevance" uses 2 of the official script's 5 tries: the item is dropped
+    after its 3rd reply (6 tries). Killed after 2 replies, the rerun asks once, not 3 times."""
+    preds = [{**ROWS[0], "status": "done", "response": "An answer."}]
+    path = tmp_path / "j.jsonl"
+    lacking = json.dumps({"Accuracy": 4})
+    dying = OneByOne(lacking, kill_after=2)
+    with pytest.raises(Killed):
+        judge.judge(dying, preds, path, protocol="official", progress=False)
+    assert [r["tries"] for r in _lines(path)] == [2, 4]
+    rest = OneByOne(lacking)
+    (out,) = judge.judge(rest, preds, path, protocol="official", progress=False)
+    assert len(rest.calls) == 1 and rest.calls[0][2].seed == 3
+    assert (out["unscored"], out["tries"], out["attempts"]) == (judge.DROPPED, 6, 3)
+
+
+def test_stored_attempts_count_against_a_lowered_retry_limit(tmp_path):
+    preds = [{**ROWS[0], "status": "done", "response": "An answer."}]
+    path = tmp_path / "j.jsonl"
+    with pytest.raises(Killed):
+        judge.judge(OneByOne("not json", kill_after=2), preds, path, retries=5, progress=False)
+    quiet = OneByOne(GOOD)
+    (out,) = judge.judge(quiet, preds, path, retries=2, progress=False)
+    assert quiet.calls == [] and (out["unscored"], out["attempts"]) == (judge.NEVER_PARSED, 2)
+
+
+def test_judge_stores_made_before_attempt_records_still_load(tmp_path):
+    """A file of verdicts only (as judges wrote before attempts were kept) resumes as it was."""
+    preds = [{**r, "status": "done", "response": "An answer."} for r in ROWS[:3]]
+    path = tmp_path / "j.jsonl"
+    base = {"protocol": "kit", "mode": "text", "judge": {"spec": "fake"},
+            "prompt_version": judge.prompts.load("judge", "en").tag, "max_answer_chars": None}
+    path.write_text(json.dumps({"id": "r0", **base, "scores": json.loads(GOOD),
+                                "unscored": None, "attempts": 4, "error": None}) + "\n" +
+                    json.dumps({"id": "r1", **base, "scores": None, "attempts": 5,
+                                "unscored": judge.NEVER_PARSED, "error": "no JSON"}) + "\n")
+    fake = OneByOne(GOOD)
+    out = judge.judge(fake, preds, path, progress=False)
+    assert len(fake.calls) == 1 and fake.calls[0][2].seed == 1  # r2 only, from its 1st attempt
+    assert [j["attempts"] for j in out] == [4, 5, 1]
+    assert judge.coverage(out)["judge_unscored_reasons"] == {judge.NEVER_PARSED: 1}
 
 
 def test_short_answers_store_per_answer_through_predict(tmp_path):
@@ -184,6 +272,50 @@ def test_kill_9_of_predict_through_a_server_loses_only_requests_in_flight(server
     assert all(p["status"] == "done" for p in preds) and len(_lines(path)) == 8
 
 
+KILLED_JUDGE = """
+import sys, lw
+from lw import judge
+preds = [{"id": f"k{i}", "prompt": f"Tell me about number {i}.", "response": "An answer.",
+          "status": "done"} for i in range(4)]
+model = lw.llm.load("openai:tiny-random", base_url=sys.argv[1], api_key=sys.argv[2],
+                    concurrency=2, backoff=0.01, timeout=120)
+judge.judge(model, preds, sys.argv[3], retries=3, max_new_tokens=4, progress=False)
+"""
+
+
+def test_kill_9_of_the_judge_through_a_server_asks_only_the_missing_attempts(server, tmp_path):
+    """tiny-random's replies never parse, so each of 4 items takes 3 attempts: 12 requests.
+    Killed with 5 unusable replies on disk and 2 held by the server, the rerun sends the 7 still
+    missing (before attempts were kept it sent all 12 again)."""
+    path = tmp_path / "j.jsonl"
+    server.arm([""] * 5 + ["delay"] * 10, delay=20)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_JUDGE, server.base_url, server.key,
+                             str(path)], cwd=ROOT, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and (not path.exists() or len(_lines(path)) < 5
+                                           or server.seen() < 7):
+            assert proc.poll() is None, "the judging process ended early"
+            time.sleep(0.1)
+        time.sleep(0.5)  # nothing more can arrive: the requests in flight are held 20 s
+        assert server.seen() == 7  # 5 answered, 2 in flight (concurrency 2)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(_lines(path)) == 5
+    server.arm([])
+    import lw
+
+    model = lw.llm.load("openai:tiny-random", base_url=server.base_url, api_key=server.key,
+                        concurrency=2, backoff=0.01)
+    preds = [{"id": f"k{i}", "prompt": f"Tell me about number {i}.", "response": "An answer.",
+              "status": "done"} for i in range(4)]
+    out = judge.judge(model, preds, path, retries=3, max_new_tokens=4, progress=False)
+    assert server.seen() == 12 - 5  # only the missing attempts
+    assert [(j["unscored"], j["attempts"]) for j in out] == [(judge.NEVER_PARSED, 3)] * 4
+    assert judge.coverage(out)["judge_unscored_reasons"] == {judge.NEVER_PARSED: 4}
+
+
 def test_a_server_outage_is_pending_and_unusable_replies_are_verdicts(server, tmp_path):
     """Through the real OpenAI-compatible backend: 5xx past the client's retries leaves the
     items pending (nothing stored); once served, tiny-random's replies never parse, which is a
@@ -203,6 +335,7 @@ def test_a_server_outage_is_pending_and_unusable_replies_are_verdicts(server, tm
                       progress=False)
     cov = judge.coverage(out)
     assert (cov["judge_pending"], cov["judge_unscored_reasons"]) == (0, {judge.NEVER_PARSED: 2})
-    assert server.seen() == 4 and len(_lines(tmp_path / "j.jsonl")) == 2
+    ids = sorted(r["id"] for r in _lines(tmp_path / "j.jsonl"))
+    assert server.seen() == 4 and ids == ["r0", "r0/attempt1", "r1", "r1/attempt1"]
     judge.judge(model, preds, tmp_path / "j.jsonl", retries=2, max_new_tokens=8, progress=False)
     assert server.seen() == 4  # verdicts are not asked again

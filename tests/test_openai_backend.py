@@ -59,6 +59,26 @@ def test_exhausted_retries_fail_the_item_or_the_call(server):
         client(server, max_retries=2, concurrency=1).generate(["x"], max_new_tokens=2)
 
 
+def test_failed_replies_say_whether_a_rerun_can_mend_them(server):
+    """Spent retries are a transport outage; a 400 is a wrong request, never retried."""
+    from lw.llm.base import Request
+    from lw.llm.failures import REQUEST, TRANSPORT, failure_kind
+
+    server.arm(["400", "500", "500"])
+    model = client(server, max_retries=1, concurrency=1)
+    outs = model.generate(["x", "y", "z"], max_new_tokens=2, errors="return")
+    assert [failure_kind(o) for o in outs[:2]] == [REQUEST, TRANSPORT]
+    assert outs[0].extra["error_kind"] == REQUEST and "400" in outs[0].error
+    assert "maximum context length" in outs[0].error
+    assert outs[1].extra["error_kind"] == TRANSPORT and "gave up after 2 attempts" in outs[1].error
+    assert outs[2].finish_reason == "length" and server.seen() == 4  # the 400 was sent once
+    server.arm(["503", "503", "400"])
+    got = {}
+    model.stream([Request(k, k, model.config.updated(max_new_tokens=2)) for k in "ab"],
+                 lambda r, out: got.update({r.key: out}))
+    assert [got[k].extra.get("error_kind") for k in "ab"] == [TRANSPORT, REQUEST]
+
+
 def test_wrong_key_is_a_clear_error(server):
     with pytest.raises(LwError, match="rejected the API key"):
         client(server, api_key="sk-wrong").generate(["x"])

@@ -1,7 +1,8 @@
 """vLLM on a kit-managed server: the process manager against real server processes (the kit's
 own ``lw.serve`` with tiny-random, ``http.server``, commands that fail), the ``vllm serve``
-command line, ``load("vllm:...")`` end to end through a stand-in ``vllm`` package, a clean
-refusal without CUDA or vLLM, and a real generation where a GPU and vLLM are present."""
+command line, ``load("vllm:...")`` end to end through a stand-in ``vllm`` package, notebook 03's
+model loop never running two of its servers at once, a clean refusal without CUDA or vLLM, and a
+real generation where a GPU and vLLM are present."""
 
 import json
 import os
@@ -17,7 +18,7 @@ import pytest
 
 import lw
 from lw.errors import LwError
-from lw.llm import vllm_backend
+from lw.llm import lifecycle, vllm_backend
 from lw.llm.managed_server import ManagedServer
 from lw.llm.openai_compat import OpenAIChatModel
 from lw.llm.vllm_backend import vllm_available, vllm_command
@@ -156,23 +157,39 @@ def test_vllm_command_line_from_options():
 
 
 FAKE_VLLM_MAIN = '''
-"""Stands in for ``vllm serve``: records its argv, then serves tiny-random with lw.serve."""
+"""Stands in for ``vllm serve``: records its argv, then serves tiny-random with lw.serve.
+With $FAKE_VLLM_EVENTS set it first appends its model and the other stand-ins alive now (same
+first path part of the model name) to that file: what a GPU would hold at once."""
 import argparse, json, os, sys
-from lw.serve import main
+from pathlib import Path
 argv = sys.argv[1:]
 json.dump(argv, open(os.environ["FAKE_VLLM_ARGV"], "w"))
 ap = argparse.ArgumentParser()
 ap.add_argument("serve"); ap.add_argument("model")
 ap.add_argument("--port"); ap.add_argument("--served-model-name")
 args, _ = ap.parse_known_args(argv)
+if os.environ.get("FAKE_VLLM_EVENTS"):
+    tag, others = args.model.split("/")[0].encode(), []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if (entry.name.isdigit() and int(entry.name) != os.getpid() and state != "Z"
+                and b"vllm.entrypoints.cli.main" in cmd and tag in cmd
+                and b"_watchdog" not in cmd):
+            others.append(int(entry.name))
+    with open(os.environ["FAKE_VLLM_EVENTS"], "a") as f:
+        f.write(json.dumps({"model": args.model, "others": others}) + "\\n")
+from lw.serve import main
 sys.exit(main(["--model", "tiny-random", "--name", args.served_model_name, "--port", args.port,
                "--api-key-env", "VLLM_API_KEY", "--batch-wait", "0.02"]))
 '''
 
 
-@needs_proc
-def test_load_vllm_runs_a_managed_server(tmp_path, monkeypatch):
-    """load("vllm:...") end to end with a stand-in vllm package (the real one needs a GPU)."""
+def install_fake_vllm(tmp_path, monkeypatch):
+    """Put the stand-in ``vllm`` package on the servers' path and let vllm: specs load here."""
     cli = tmp_path / "fake" / "vllm" / "entrypoints" / "cli"
     cli.mkdir(parents=True)
     for d in (cli, cli.parent, cli.parent.parent):
@@ -181,6 +198,12 @@ def test_load_vllm_runs_a_managed_server(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "fake"), str(ROOT)]))
     monkeypatch.setenv("FAKE_VLLM_ARGV", str(tmp_path / "argv.json"))
     monkeypatch.setattr(vllm_backend, "vllm_available", lambda: None)
+
+
+@needs_proc
+def test_load_vllm_runs_a_managed_server(tmp_path, monkeypatch):
+    """load("vllm:...") end to end with a stand-in vllm package (the real one needs a GPU)."""
+    install_fake_vllm(tmp_path, monkeypatch)
 
     model = lw.llm.load("vllm:org/tiny", gpu_memory_utilization=0.3, max_model_len=2048,
                         batch_size=8, max_new_tokens=6, max_retries=2, backoff=0.1)
@@ -205,6 +228,51 @@ def test_load_vllm_runs_a_managed_server(tmp_path, monkeypatch):
     model.close()
     assert group_members(server.pid) == [] and port_free(server.port)
     assert "stopped" in repr(model)
+
+
+def live_stand_ins(tag: str) -> list[int]:
+    """Live (non-zombie) stand-in vLLM servers whose model names start with ``tag``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        cmd = _cmdline(entry)
+        if (entry.name.isdigit() and b"vllm.entrypoints.cli.main" in cmd and tag.encode() in cmd
+                and b"_watchdog" not in cmd):
+            try:
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+@needs_proc
+@pytest.mark.parametrize("judge", ["judge", None], ids=["separate-judge", "self-judge"])
+def test_notebook_03_loop_never_runs_two_vllm_servers_at_once(tmp_path, monkeypatch, judge):
+    """Notebook 03's loop (lw.evaluate.run_models) with two vllm: models and a vllm: judge, or
+    each model judging itself: every stand-in server finds no other one alive when it starts,
+    and none is left at the end."""
+    install_fake_vllm(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAKE_VLLM_EVENTS", str(tmp_path / "events.jsonl"))
+    tag = f"gpushare{os.getpid()}x{tmp_path.name}"
+    models = [f"vllm:{tag}/a", f"vllm:{tag}/b"]
+    rows = [{"id": f"r{i}", "prompt": f"Write {n} words.", "length": n}
+            for i, n in enumerate([5, 9])]
+    preds, judged = lw.evaluate.run_models(
+        models, rows, tmp_path / "out", 2, judge=f"vllm:{tag}/{judge}" if judge else None,
+        judge_settings={"retries": 1, "max_new_tokens": 4}, max_new_tokens=4, temperature=0.5,
+        seed=0)
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    served = [f"{tag}/a", f"{tag}/b"] + ([f"{tag}/{judge}"] if judge else [])
+    assert [e["model"] for e in events] == served  # one start each: self-judging reuses it
+    assert all(e["others"] == [] for e in events), events
+    assert live_stand_ins(tag) == []
+    assert lifecycle.held() is None
+    for spec in models:
+        assert [p["status"] for p in preds[spec]] == ["done", "done"]
+        assert len(judged[spec]) == 2
+        assert {j["judge"]["spec"] for j in judged[spec]} == {f"vllm:{tag}/{judge}" if judge
+                                                                else spec}
 
 
 @pytest.mark.skipif(vllm_available() is None, reason="vLLM can run here")

@@ -12,8 +12,9 @@ instruction and the plan (``mode="parallel"``, the paper's +Parallel ablation).
 All items advance together through ``model.stream``: an item's next paragraph is asked for the
 moment its previous one is stored, so a local backend keeps its batch rows busy and a server its
 connections (other backends work in rounds). Every plan and paragraph is stored as it finishes;
-rerunning with the same path resumes, and ``run(..., retry_failed=True)`` asks failed items
-again (a failed plan with fresh seeds). Weak models that cannot write the plan format get a
+rerunning with the same path resumes, an item a server outage left pending included
+(``lw.llm.failures``), and ``run(..., retry_failed=True)`` asks stored failed items again (a
+failed plan with fresh seeds). Weak models that cannot write the plan format get a
 scaffolded plan (``plan_mode``, ``lw.agentwrite.planning``): the target is split into equal
 paragraphs and the model gives each line's main point, by continuing ``Paragraph i - Main
 Point:`` where the backend continues an assistant prefix (``plan_mode="scaffold"`` in the

@@ -20,7 +20,8 @@ stored, and every finished reply is stored as it arrives (a plan, an unusable fr
 ``<id>/free@<attempt>``, each scaffold line as ``<id>/<plan_mode>@<attempt>/<i>``), so a rerun
 after a kill asks only what was in flight. A plan that failed is asked again by
 ``run(retry_failed=True)`` as attempt n+1, with fresh seeds (``AgentWriteConfig.generation``'s
-``attempt``), since the same seed would give the same failure.
+``attempt``), since the same seed would give the same failure. A plan request that got no
+answer (a server outage) is no failure: nothing is stored and a plain rerun asks it again.
 """
 
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from lw.agentwrite.cleanup import chat_point, is_repeat, main_point
 from lw.agentwrite.plan import check_plan, parse_plan, scaffold_steps, unread_counts_note
 from lw.errors import LwError
 from lw.llm.base import Request
+from lw.llm.failures import failure_kind
 
 PREFIX_LINE_TOKENS = 64  # the rest of one plan line
 CHAT_LINE_TOKENS = 96  # a one-sentence main point, with room for a preamble line before it
@@ -79,7 +81,7 @@ class PlanStage:
 
     def _free_plan(self, s, out) -> list:
         if out.finish_reason == "error":
-            self._fail(s, "plan", out.error)
+            self._fail(s, "plan", out.error, failure_kind(out))
             return []
         steps, problem = self._read_plan(s, out)
         if problem is None:
@@ -162,7 +164,7 @@ class PlanStage:
             return []
         if retry == 0:
             if out.finish_reason == "error":
-                self._fail(s, "plan", f"scaffold line {i}: {out.error}")
+                self._fail(s, "plan", f"scaffold line {i}: {out.error}", failure_kind(out))
                 return []
             point = self._point(s, out)
             if not point or is_repeat(point, sc.lines):
@@ -217,10 +219,12 @@ class PlanStage:
 
 
 def step_stats(step, out) -> dict:
-    """What a record keeps of one call: its step, tokens, seconds, finish and retries."""
+    """What a record keeps of one call: its step, tokens, seconds, finish and retries, and the
+    budget the context left where it lowered the paragraph's (``capped``)."""
     return {"step": step, "prompt_tokens": out.prompt_tokens,
             "completion_tokens": out.completion_tokens, "seconds": round(out.seconds, 3),
-            "finish_reason": out.finish_reason, "retries": out.extra.get("retries", 0)}
+            "finish_reason": out.finish_reason, "retries": out.extra.get("retries", 0),
+            **({"capped": out.extra["capped"]} if out.extra.get("capped") else {})}
 
 
 def _sum_stats(outs) -> dict:

@@ -2,8 +2,14 @@
 
 See ``lw.agentwrite`` for the method and usage; this module holds the machinery (settings and
 items: ``lw.agentwrite.config``; the prompt sets: ``lw.agentwrite.prompting``).
+
+Failures follow ``lw.llm.failures``: a request that got no answer (a server outage, its retries
+spent) leaves its item pending, with nothing stored for it, so a plain rerun continues it; a
+request the backend refused, or a plan that cannot be used, is stored as the item's failure
+(``<id>/failed<n>``) with advice, and only ``run(..., retry_failed=True)`` asks it again.
 """
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 from lw import prompts, text
@@ -13,9 +19,31 @@ from lw.agentwrite.plan import PlanStep
 from lw.agentwrite.planning import PlanStage, step_stats
 from lw.agentwrite.prompting import OfficialPrompts, prompt_set
 from lw.errors import LwError
-from lw.llm.base import ChatModel, Request
+from lw.llm.base import ChatModel, Request, byte_bound
+from lw.llm.context import TOKENS_PER_WORD
+from lw.llm.failures import REQUEST, TRANSPORT, failure_kind, stored_kind, warn_undone
 from lw.records import Answer
 from lw.store import ResultStore
+
+
+def context_warning(model, items: list[dict], mode: str) -> list:
+    """Warn, before any request, about items whose last paragraph's prompt would not fit the
+    model's context: in sequential mode it holds the plan and all the text written so far
+    (about the item's length in words x ``TOKENS_PER_WORD``). Returns the ids warned about."""
+    context = model.capabilities.context
+    if context is None or mode != "sequential":
+        return []
+    over = [it["id"] for it in items
+            if it["length"] * TOKENS_PER_WORD + byte_bound([{"role": "user",
+                                                            "content": it["prompt"]}]) > context]
+    if over:
+        warnings.warn(f"AgentWrite: {len(over)} of {len(items)} items ask for more text than the "
+                      f"{context}-token context of {model.spec} can hold in their last "
+                      f"paragraph's prompt (the text so far at ~{TOKENS_PER_WORD} tokens a word): "
+                      f"{', '.join(map(str, over[:5]))}. Their late paragraphs will be refused or "
+                      "capped: use a model with a longer context (lw.llm.context."
+                      "long_context_options), or mode='parallel'.", stacklevel=3)
+    return over
 
 
 @dataclass
@@ -33,6 +61,17 @@ class _State:
     final: dict | None = None
     attempt: int = 0  # plans that failed before: a retry asks with fresh seeds
     scaffold: object = None  # lw.agentwrite.planning's scaffold in progress
+    pending: bool = False  # this run got no answer for it (an outage): nothing stored
+    stored_failure: bool = False  # a failure an earlier run stored, returned as it is
+    later: dict = field(default_factory=dict)  # parallel: paragraph index -> record stored
+    # while an earlier paragraph was missing
+
+
+# What a refused request needs before it can succeed (a rerun as it is fails the same way).
+REQUEST_ADVICE = ("the backend refused the request itself, so asking again unchanged fails the "
+                  "same way: shorten the instruction, lower the token budgets (AgentWriteConfig "
+                  "max_new_tokens, plan_max_new_tokens; a new path) or serve the model with a "
+                  "longer context; run(..., retry_failed=True) asks again once it can be taken")
 
 
 class AgentWriter(PlanStage):
@@ -67,6 +106,12 @@ class AgentWriter(PlanStage):
     def run(self, instructions, retry_failed: bool = False, progress: bool = True) -> list[dict]:
         """Write every item; returns one record per item, in order (status "done"/"failed").
 
+        An item whose request got no answer (server down, timeouts, 5xx or 429 past the
+        backend's retries) is returned failed with ``pending`` True and nothing stored for it: a
+        plain rerun with the same path continues it where it stopped, and a warning says so.
+        Other failures (a request the backend refused, an unusable plan) are stored; a plain
+        rerun returns them without asking and warns that they are stored failures.
+
         Args:
             instructions: strings or dicts (``make_items`` checks them all before any request).
             retry_failed: ask items that failed before again: a failed paragraph from where
@@ -77,6 +122,7 @@ class AgentWriter(PlanStage):
         from tqdm.auto import tqdm
 
         items = make_items(instructions, self.config.default_target_words)
+        context_warning(self.model, items, self.config.mode)
         states = [self._resume(item, retry_failed) for item in items]
         todo = [s for s in states if s.final is None and s.error is None]
         self._plan([s for s in todo if s.steps is None])
@@ -88,6 +134,7 @@ class AgentWriter(PlanStage):
         for s in todo:
             if s.error is None and s.steps:
                 self._finish(s)
+        self._warn(states, todo)
         # Records stored before 2026-11-26 say instruction/target_words/text: read them in
         # today's names (lw.records), so callers see one vocabulary.
         return [Answer.from_dict(s.final).to_dict() if s.final else self._failure(s)
@@ -99,8 +146,11 @@ class AgentWriter(PlanStage):
         s = _State(item, lang)
         s.final = self.store.get(f"{key}/final")
         n = self._failures(key)
-        if n and not retry_failed:
-            s.error = self.store.get(f"{key}/failed{n}")["error"]
+        last = self.store.get(f"{key}/failed{n}") if n else None
+        # An outage that older versions stored as a failure is continued like a pending item.
+        if s.final is None and last is not None and not retry_failed \
+                and stored_kind(last) != TRANSPORT:
+            s.error, s.stored_failure = last["error"], True
         s.attempt = sum(_stage(self.store.get(f"{key}/failed{k}")) == "plan"
                         for k in range(1, n + 1))
         plan = self.store.get(f"{key}/plan")
@@ -114,6 +164,9 @@ class AgentWriter(PlanStage):
                 s.replies.append(p.get("raw", p["text"]))
                 s.stats.append(p["stats"])
                 k += 1
+            # Parallel paragraphs finished after an earlier one failed were stored too.
+            s.later = {j: p for j in range(k + 1, len(s.steps) + 1)
+                       if (p := self.store.get(f"{key}/p{j}")) is not None}
         return s
 
     def _failures(self, key: str) -> int:
@@ -124,11 +177,30 @@ class AgentWriter(PlanStage):
             n += 1
         return n
 
-    def _fail(self, s: _State, stage: str, reason: str) -> None:
+    def _fail(self, s: _State, stage: str, reason: str, kind: str | None = None) -> None:
+        """End the item's work for this run. ``kind`` is the backend's failure kind
+        (``lw.llm.failures``; None for a reply that came back unusable): a transport failure
+        only marks the item pending, anything else is stored as its failure."""
         s.error = f"{stage}: {reason}"
+        if kind == TRANSPORT:
+            s.pending = True
+            return
+        if kind == REQUEST:
+            s.error += f" ({REQUEST_ADVICE})"
         n = self._failures(s.item["id"])
         self.store.add({"key": f"{s.item['id']}/failed{n + 1}", "id": s.item["id"],
-                        "stage": stage, "error": s.error})
+                        "stage": stage, "error": s.error, **({"error_kind": kind} if kind else {})})
+
+    def _warn(self, states: list, todo: list) -> None:
+        """Say what a run left undone and what brings it in: pending items (rerun), failures
+        this run stored and failures returned as an earlier run stored them (retry_failed)."""
+        n, spec = len(states), self.model.spec
+        pending = [s for s in states if s.pending]
+        failed = [s for s in todo if s.error is not None and not s.pending]
+        stored = [s for s in states if s.stored_failure]
+        warn_undone("AgentWrite", n, spec, [s.error for s in pending],
+                    [s.error for s in failed], [s.error for s in stored],
+                    "run(..., retry_failed=True) (a failed plan with fresh seeds)", stacklevel=4)
 
     # -- step I: plans (lw.agentwrite.planning) -------------------------------------------
     def _prompts(self, s: _State):
@@ -163,7 +235,7 @@ class AgentWriter(PlanStage):
         cfg = self.config
         if cfg.mode == "parallel":
             first = [self._request(s, k) for s in active
-                     for k in range(len(s.paragraphs), len(s.steps))]
+                     for k in range(len(s.paragraphs), len(s.steps)) if k + 1 not in s.later]
         else:
             first = [self._request(s, len(s.paragraphs)) for s in active]
         best: dict = {}  # (id(state), k) -> the answer kept so far
@@ -201,21 +273,38 @@ class AgentWriter(PlanStage):
 
     def _store_ready(self, s: _State, ready: dict) -> None:
         """Store the item's finished paragraphs that follow on from what is stored, stopping at
-        its first failure."""
-        while s.error is None and (out := ready.pop((id(s), len(s.paragraphs)), None)):
+        its first failure (parallel mode: then those after it are stored as they finish, since
+        none depends on another, and a rerun asks only the missing ones)."""
+        while s.error is None:
             k = len(s.paragraphs)
-            if out.finish_reason == "error":
-                self._fail(s, f"paragraph {k + 1}", out.error)
+            if (rec := s.later.pop(k + 1, None)) is not None:  # stored by an earlier run
+                s.paragraphs.append(rec["text"])
+                s.replies.append(rec.get("raw", rec["text"]))
+                s.stats.append(rec["stats"])
+                continue
+            if (out := ready.pop((id(s), k), None)) is None:
                 return
-            para, stats = strip_label(out.text), step_stats(k + 1, out)
+            if out.finish_reason == "error":
+                self._fail(s, f"paragraph {k + 1}", out.error, failure_kind(out))
+                break
+            para, stats = self._store_paragraph(s, k, out)
             s.paragraphs.append(para)
             s.replies.append(out.text)
             s.stats.append(stats)
-            # The reply as written is kept where cleaning changed it: the official write prompt
-            # shows the model its own earlier replies.
-            self.store.add({"key": f"{s.item['id']}/p{k + 1}", "id": s.item["id"],
-                            "index": k + 1, "text": para, "stats": stats,
-                            **({"raw": out.text} if out.text != para else {})})
+        if self.config.mode == "parallel":
+            for key in [key for key in ready if key[0] == id(s)]:
+                if ready[key].finish_reason != "error":
+                    self._store_paragraph(s, key[1], ready.pop(key))
+
+    def _store_paragraph(self, s: _State, k: int, out) -> tuple[str, dict]:
+        """Store paragraph ``k`` (0-based) of ``s`` from reply ``out``: (its text, its stats)."""
+        para, stats = strip_label(out.text), step_stats(k + 1, out)
+        # The reply as written is kept where cleaning changed it: the official write prompt
+        # shows the model its own earlier replies.
+        self.store.add({"key": f"{s.item['id']}/p{k + 1}", "id": s.item["id"],
+                        "index": k + 1, "text": para, "stats": stats,
+                        **({"raw": out.text} if out.text != para else {})})
+        return para, stats
 
     def _too_short(self, s: _State, k: int, out) -> bool:
         return (out.finish_reason == "stop" and
@@ -232,13 +321,14 @@ class AgentWriter(PlanStage):
             "model": self.model.info(), **self._prompt_fields(s),
             "settings": asdict(self.config), "steps": s.stats,
             "completion_tokens": sum(st["completion_tokens"] for st in s.stats),
+            "capped": sum(1 for st in s.stats if st.get("capped")) or None,  # paragraphs
             "seconds": round(sum(st["seconds"] for st in s.stats), 2)}
         self.store.add(s.final)
 
     def _failure(self, s: _State) -> dict:
-        return {**s.item, "status": "failed", "error": s.error, "language": s.lang,
-                "mode": self.config.mode, "plan_mode": s.plan_mode, "plan_note": s.plan_note,
-                "paragraphs": s.paragraphs,
+        return {**s.item, "status": "failed", "error": s.error, "pending": s.pending,
+                "language": s.lang, "mode": self.config.mode, "plan_mode": s.plan_mode,
+                "plan_note": s.plan_note, "paragraphs": s.paragraphs,
                 "response": "", "words": 0, "model": self.model.info(), **self._prompt_fields(s)}
 
     def _prompt_fields(self, s: _State) -> dict:

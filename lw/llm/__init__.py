@@ -14,10 +14,22 @@ Specs:
     model = lw.llm.load("smollm2-135m", batch_size=8)
     model.generate(["Write a haiku about tides."], max_new_tokens=48, temperature=0.7)
 
-Options go to the backend (batch_size, device, dtype; base_url, api_key, concurrency,
-max_retries, server, continue_final_message; for vllm:, start_timeout and vLLM engine arguments, passed as flags) except
+Options go to the backend (batch_size, device, dtype, rope_scaling; base_url, api_key,
+concurrency, max_retries, server, continue_final_message, context; for vllm:, start_timeout and
+vLLM engine arguments, passed as flags) except
 generation settings (max_new_tokens, temperature, top_p, repetition_penalty, seed, stop,
-min_new_tokens), which become the model's defaults. Two options every local backend takes:
+min_new_tokens), which become the model's defaults. ``batch_size`` works everywhere: rows
+decoded at once on local backends, requests in flight on an ``openai:`` server (its
+``concurrency``); vLLM batches by itself. An option a backend does not take is refused, naming
+those it does.
+
+Every model reports its context, ``model.capabilities.context`` (prompt and reply together):
+from a local model's config (rope scaling included), vLLM's ``max_model_len``, llama.cpp's
+``n_ctx``, ``context=`` where a server does not say. A request's ``max_new_tokens`` is lowered
+to what the context leaves after its prompt, and the reply says so (``extra["capped"]``); a
+prompt that fills the context is refused before it is sent.
+
+Two options every local backend takes:
 
     prompt_format       "chat" (default: the model's chat template) or "inst": the raw text
                         "[INST]<prompt>[/INST]" with the tokenizer's defaults (BOS added), as the
@@ -108,6 +120,11 @@ def load(spec: str, prompt_format: str = "chat", trust_remote_code: bool = False
     elif kind == "openai" and rest:
         from lw.llm.openai_compat import OpenAIChatModel
 
+        # batch_size, which notebooks pass every backend, is a server's requests in flight.
+        batch = options.pop("batch_size", None)
+        if batch is not None:
+            options.setdefault("concurrency", batch)
+        _check_options(OpenAIChatModel, spec, options)
         model = OpenAIChatModel(rest, spec=spec, **options)
     elif kind == "vllm" and rest:
         from lw.llm.vllm_backend import load_vllm
@@ -116,8 +133,24 @@ def load(spec: str, prompt_format: str = "chat", trust_remote_code: bool = False
     elif kind == "fake":
         from lw.llm.fake import ScriptedChatModel
 
+        _check_options(ScriptedChatModel, spec, options)
         model = ScriptedChatModel(rest or "ok", spec=spec, **options)
     else:
         raise LwError(f"unknown model spec {spec!r}; use one of: {', '.join(SPECS)}.")
     model.config = config
     return model
+
+
+def _check_options(backend, spec: str, options: dict) -> None:
+    """Refuse options ``backend`` does not take, naming those it does (not a TypeError from
+    deep inside the constructor)."""
+    import inspect
+
+    taken = [n for n, p in inspect.signature(backend.__init__).parameters.items()
+             if n not in ("self", "spec") and p.kind is p.POSITIONAL_OR_KEYWORD
+             and p.default is not inspect.Parameter.empty]
+    unknown = sorted(set(options) - set(taken))
+    if unknown:
+        raise LwError(f"{spec} does not take the option(s) {unknown}; it takes {taken} and the "
+                      "generation settings (max_new_tokens, temperature, ...). batch_size is "
+                      "taken by every backend (requests in flight on a server).")

@@ -67,6 +67,10 @@ class GenerationConfig:
         return replace(self, **settings)
 
 
+# Tokens a server's chat template (and a default system prompt it may add) can put around the
+# messages; only used where the kit cannot count a prompt's tokens exactly.
+TEMPLATE_ALLOWANCE = 96
+
 NEUTRAL = GenerationConfig()  # each setting's value that changes nothing (max_new_tokens aside)
 SETTINGS = tuple(f.name for f in fields(GenerationConfig))
 
@@ -93,6 +97,9 @@ class Capabilities:
         distinct_copies: copies of one prompt in one call draw different samples under one
             seed (the local engine mixes each request's position into its seed); False where
             copies sharing a seed come back alike (servers, in-process vLLM, the fake).
+        context: tokens one request may span, prompt and reply together (a local model's
+            positions after rope scaling, vLLM's ``max_model_len``, llama.cpp's ``n_ctx``);
+            None where the backend cannot tell (``context=`` at load time asserts it).
     """
 
     concurrency: int
@@ -100,6 +107,7 @@ class Capabilities:
     token_probabilities: bool
     settings: dict
     distinct_copies: bool = False
+    context: int | None = None
 
     def applies(self, setting: str) -> bool:
         """Whether the backend applies ``setting`` (a GenerationConfig field name)."""
@@ -211,6 +219,55 @@ class ChatModel(ABC):
             if settings.get(name) is None and value != neutral:
                 raise LwError(f"{self.spec} cannot apply {name}={value!r}: "
                               f"{self._setting_hint(name, neutral)}")
+
+    # -- the context: what one request may span ---------------------------------------------
+    def context_how(self) -> str:
+        """How the kit knows ``capabilities.context`` (or why it does not)."""
+        return "the backend does not report it"
+
+    def prompt_tokens(self, conv: Conversation, prefix: str | None = None) -> int | None:
+        """Tokens the model is given for ``conv`` (and an assistant ``prefix``), or None where
+        the backend cannot count them exactly (see ``prompt_token_bound``)."""
+        return None
+
+    def prompt_token_bound(self, conv: Conversation, prefix: str | None = None) -> int:
+        """The exact count where the backend has one, else an upper bound: byte-level and
+        byte-fallback tokenizers never make more tokens than the text has UTF-8 bytes, plus an
+        allowance for the chat template and a system prompt the server may add."""
+        exact = self.prompt_tokens(conv, prefix)
+        if exact is not None:
+            return exact
+        return byte_bound(conv, prefix)
+
+    def fit(self, conv: Conversation, prefix: str | None, cfg: GenerationConfig,
+            prompt_tokens: int | None = None) -> tuple[GenerationConfig, dict | None]:
+        """``cfg`` with ``max_new_tokens`` lowered to what the context leaves after the prompt,
+        and a note of the cap (None when nothing was cut), which backends put on the reply
+        (``Generation.extra["capped"]``) and ``predict`` records.
+
+        Raises LwError when the prompt alone fills the context: no reply could come back, and
+        a server would reject the request."""
+        context = self.capabilities.context
+        if context is None:
+            return cfg, None
+        if prompt_tokens is None:
+            # A cheap upper bound first: most requests fit by it, and a server need not be
+            # asked to count their tokens.
+            if byte_bound(conv, prefix) + cfg.max_new_tokens <= context:
+                return cfg, None
+            prompt_tokens = self.prompt_token_bound(conv, prefix)
+        room = context - prompt_tokens
+        if room < 1:
+            raise LwError(f"a prompt of {prompt_tokens} tokens leaves no room for a reply in the "
+                          f"{context}-token context of {self.spec}: shorten the prompt, or load "
+                          "a model (or start the server) with a longer context (rope scaling "
+                          "such as Qwen2.5's YaRN; vLLM --max-model-len; llama.cpp --ctx-size).")
+        if cfg.max_new_tokens <= room:
+            return cfg, None
+        note = {"asked": cfg.max_new_tokens, "allowed": room, "context": context,
+                "prompt_tokens": prompt_tokens}
+        return cfg.updated(max_new_tokens=room,
+                           min_new_tokens=min(cfg.min_new_tokens, room)), note
 
     def _setting_hint(self, name: str, neutral) -> str:
         """What to do about a setting this backend cannot apply (backends say more)."""
@@ -333,6 +390,13 @@ class ChatModel(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec}>"
+
+
+def byte_bound(conv: Conversation, prefix: str | None = None) -> int:
+    """An upper bound on a conversation's prompt tokens for byte-level and byte-fallback
+    tokenizers (no token is shorter than one UTF-8 byte), with ``TEMPLATE_ALLOWANCE``."""
+    text = "".join(m["content"] for m in conv) + (prefix or "")
+    return len(text.encode("utf-8")) + TEMPLATE_ALLOWANCE + 8 * len(conv)
 
 
 def clock() -> float:

@@ -5,7 +5,11 @@
     fake.calls  # [(conversation, prefix, config), ...] in the order they were made
     fake.batches  # how many conversations each generate() call carried
 
-A reply that is an Exception instance is raised for that call (to test error handling).
+A reply that is an Exception instance is raised for that call (to test error handling); with
+``errors="return"`` it becomes a failed reply (``lw.llm.failures``): a ``ConnectionError`` or
+``TimeoutError`` stands for a server outage (kind "transport", its error reading like the
+OpenAI-compatible backend's "gave up after 1 attempt: ..."), any other exception for a request
+the backend refused (kind "request").
 
 Its ``capabilities`` say what it is told to: by default it continues prefixes and takes every
 generation setting (it applies ``max_new_tokens``, one word per token, and ``stop``; it records
@@ -18,7 +22,16 @@ from collections.abc import Callable, Sequence
 
 from lw.errors import LwError
 from lw.llm.base import Capabilities, ChatModel, Generation, setting_names
+from lw.llm.failures import REQUEST, TRANSPORT
 from lw.text import count_words
+
+
+def _failed(exc: Exception) -> Generation:
+    """The failed reply a scripted exception stands for (see the module docstring)."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return Generation("", 0, 0, "error", 0.0, error=f"gave up after 1 attempt: {exc!r}",
+                          extra={"error_kind": TRANSPORT})
+    return Generation("", 0, 0, "error", 0.0, error=repr(exc), extra={"error_kind": REQUEST})
 
 
 class ScriptedChatModel(ChatModel):
@@ -77,7 +90,7 @@ class ScriptedChatModel(ChatModel):
             if isinstance(reply, Exception):
                 if errors == "raise":
                     raise reply
-                out.append(Generation("", 0, 0, "error", 0.0, error=repr(reply)))
+                out.append(_failed(reply))
                 continue
             text, reason = str(reply), "stop"
             for s in cfg.stop:

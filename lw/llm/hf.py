@@ -97,24 +97,42 @@ class HFChatModel(ChatModel):
         (``lw.llm.engine.row_seed``; the "hf" engine draws a batch from one generator)."""
         return Capabilities(concurrency=max(1, self.batch_size), continues_prefix=True,
                             token_probabilities=True, settings=setting_names(),
-                            distinct_copies=True)
+                            distinct_copies=True, context=self.context)
+
+    @property
+    def context(self) -> int | None:
+        """The positions the model was configured for (``model_context``)."""
+        return model_context(self.model.config)
+
+    def context_how(self) -> str:
+        rope = getattr(self.model.config, "rope_parameters", None) or \
+            getattr(self.model.config, "rope_scaling", None) or {}
+        kind = rope.get("rope_type") or rope.get("type")
+        return "model config" + (f" ({kind} rope scaling)" if kind and kind != "default" else "")
+
+    def prompt_tokens(self, conv, prefix: str | None = None) -> int:
+        return len(self.prompt_ids(conv, prefix))
 
     @classmethod
     def from_pretrained(cls, path: str, spec: str | None = None, device: str | None = None,
                         dtype=None, batch_size: int = 8, engine: str = "continuous",
                         prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
                         prompt_format: str = "chat", trust_remote_code: bool = False,
-                        **kwargs) -> "HFChatModel":
+                        rope_scaling: dict | None = None, **kwargs) -> "HFChatModel":
         """Load a folder or hub id. Offline, a model missing from the local cache is a clear error.
 
         ``trust_remote_code`` goes to both the tokenizer's and the model's ``from_pretrained``;
-        other ``kwargs`` to the model's only."""
+        ``rope_scaling`` (e.g. ``lw.llm.context.YARN_4X``) is merged into the model's own rope
+        settings, keeping its base frequency; other ``kwargs`` go to the model's
+        ``from_pretrained`` only."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         check_prompt_format(prompt_format)
         _check_local(path)
         device, auto_dtype = pick_device(device)
         try:
+            if rope_scaling:
+                kwargs["config"] = scaled_config(path, rope_scaling, trust_remote_code)
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or auto_dtype,
                                                          trust_remote_code=trust_remote_code,
@@ -183,44 +201,67 @@ class HFChatModel(ChatModel):
 
         count = iter(range(1 << 62))
 
+        capped: dict[int, dict] = {}
+
         def job(r):
             r = self._checked(r)
             name = r.name if r.name is not None else str(next(count))
-            return Job(r, self._ids(r.conversation, r.prefix), r.config, name)
+            ids = self._ids(r.conversation, r.prefix)
+            cfg, note = self.fit(r.conversation, r.prefix, r.config, prompt_tokens=len(ids))
+            if note:
+                capped[id(r)] = note
+            return Job(r, ids, cfg, name)
+
+        def done(j, gen):
+            note = capped.pop(id(j.key), None)
+            if note:
+                gen.extra["capped"] = note
+            return [job(r) for r in on_done(j.key, gen) or ()]
 
         with tqdm(desc=desc or f"generate {self.spec}", unit="reply", disable=not progress) as bar:
-            self._engine().run([job(r) for r in requests],
-                               lambda j, gen: [job(r) for r in on_done(j.key, gen) or ()],
-                               errors=errors, bar=bar)
+            self._engine().run([job(r) for r in requests], done, errors=errors, bar=bar)
 
     def _generate(self, convs, prefixes, cfg, *, progress, errors):
         from tqdm.auto import tqdm
 
         ids = [self._ids(c, p) for c, p in zip(convs, prefixes, strict=True)]
+        fitted = [self.fit(c, p, cfg, prompt_tokens=len(x))
+                  for c, p, x in zip(convs, prefixes, ids, strict=True)]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[Generation | None] = [None] * len(ids)
         if self.engine == "continuous":
             def keep(job, gen):
+                if fitted[job.key][1]:
+                    gen.extra["capped"] = fitted[job.key][1]
                 results[job.key] = gen
 
             with tqdm(total=len(ids), desc=f"generate {self.spec}", unit="conv",
                       disable=not (progress if progress is not None
                                    else len(ids) > self.batch_size)) as bar:
-                self._engine().run([Job(i, ids[i], cfg, str(i)) for i in order], keep, errors, bar)
+                self._engine().run([Job(i, ids[i], fitted[i][0], str(i)) for i in order], keep,
+                                   errors, bar)
             return results
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         show = progress if progress is not None else len(batches) > 1
         with tqdm(total=len(ids), desc=f"generate {self.spec}", unit="conv",
                   disable=not show) as bar:
             for batch in batches:
+                # transformers' generate takes one budget a batch: the smallest any row's
+                # context leaves (each row's own cap is noted below).
+                batch_cfg = min((fitted[i][0] for i in batch), key=lambda c: c.max_new_tokens)
                 try:
-                    outs = self._generate_batch([ids[i] for i in batch], cfg)
+                    outs = self._generate_batch([ids[i] for i in batch], batch_cfg)
                 except Exception as exc:  # e.g. out of memory: report per item or raise
                     if errors == "raise":
                         raise
                     outs = [Generation("", len(ids[i]), 0, "error", 0.0, error=repr(exc))
                             for i in batch]
                 for i, out in zip(batch, outs, strict=True):
+                    if batch_cfg.max_new_tokens < cfg.max_new_tokens:
+                        out.extra["capped"] = {"asked": cfg.max_new_tokens,
+                                               "allowed": batch_cfg.max_new_tokens,
+                                               "context": self.context,
+                                               "prompt_tokens": len(ids[i])}
                     results[i] = out
                 bar.update(len(batch))
         return results
@@ -280,6 +321,38 @@ class HFChatModel(ChatModel):
                 "batch_size": self.batch_size, "engine": self.engine,
                 "prompt_format": self.prompt_format,
                 "prefix_cache_bytes": self.prefixes.max_bytes, "cuda_graphs": self.cuda_graphs}
+
+
+def model_context(config) -> int | None:
+    """Positions a transformers config says the model handles: ``max_position_embeddings``, or
+    more where its rope settings scale the original window (YaRN, linear, dynamic: ``factor`` x
+    ``original_max_position_embeddings``; Llama 3.1's "llama3" already counts in the first)."""
+    window = getattr(config, "max_position_embeddings", None)
+    if window is None:
+        text = getattr(config, "get_text_config", lambda: None)()
+        window = getattr(text, "max_position_embeddings", None) if text is not None else None
+    if window is None:
+        return None
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    kind = rope.get("rope_type") or rope.get("type")
+    if kind in ("yarn", "linear", "dynamic") and rope.get("factor"):
+        original = rope.get("original_max_position_embeddings") or window
+        return max(int(window), int(rope["factor"] * original))
+    return int(window)
+
+
+def scaled_config(path: str, rope_scaling: dict, trust_remote_code: bool = False):
+    """The model's config with ``rope_scaling`` merged into its rope settings (the model's own
+    base frequency and other fields kept: transformers would otherwise fill them with its
+    defaults)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if hasattr(config, "rope_parameters"):
+        config.rope_parameters = {**(config.rope_parameters or {}), **rope_scaling}
+    else:
+        config.rope_scaling = {**(getattr(config, "rope_scaling", None) or {}), **rope_scaling}
+    return config
 
 
 def _check_local(path: str) -> None:

@@ -6,7 +6,10 @@
 Requests run concurrently (``concurrency`` at a time); ``stream`` sends a follow-up request the
 moment the one it depends on returns. 429s, 5xx answers, timeouts, dropped
 connections and malformed bodies are retried with exponential backoff (honouring Retry-After);
-after ``max_retries`` the reply fails. Before the first request the server is asked for its model
+after ``max_retries`` the reply fails ("gave up after N attempts"). With ``errors="return"`` a
+failed reply carries its kind in ``extra["error_kind"]`` (``lw.llm.failures``): "transport" for
+those spent retries, "request" for an answer saying the request is wrong (400/422), which is
+never retried. Before the first request the server is asked for its model
 list, so a wrong key, an unknown model or an unreachable server stops the run at once with a
 message saying what to fix. The API key is never part of ``info()``, ``repr`` or any record.
 
@@ -30,6 +33,7 @@ from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, ThreadPoolExecu
 
 from lw.errors import LwError
 from lw.llm.base import NEUTRAL, Capabilities, ChatModel, Generation, clock
+from lw.llm.failures import REQUEST, TRANSPORT
 from lw.llm.server_kinds import (
     KINDS,
     STANDARD,
@@ -46,6 +50,17 @@ class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class _GaveUp(RuntimeError):
+    """Every retry of a request went unanswered (a transport outage, not a wrong request)."""
+
+
+def _failed(exc: BaseException) -> Generation:
+    """The error Generation for a request that raised ``exc``, marked with its kind
+    (``lw.llm.failures``): callers keep a transport outage pending and store the rest."""
+    kind = TRANSPORT if isinstance(exc, _GaveUp) else REQUEST
+    return Generation("", 0, 0, "error", 0.0, error=str(exc), extra={"error_kind": kind})
 
 
 class OpenAIChatModel(ChatModel):
@@ -73,16 +88,23 @@ class OpenAIChatModel(ChatModel):
                  api_key: str | None = None, concurrency: int = 8, max_retries: int = 5,
                  backoff: float = 1.0, timeout: float = 600.0,
                  continue_final_message: bool | None = None, check: bool = True,
-                 server: str | None = None, http_client=None):
+                 server: str | None = None, http_client=None, context: int | None = None):
         import openai
 
         super().__init__(spec or f"openai:{model}")
         self.model = model
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL)
-        self.base_url = self.base_url.rstrip("/")
+        url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        # Requests go to the URL as given (credentials in it included); everything the kit
+        # shows or stores names it without them.
+        self.base_url = public_url(url)
+        if context is not None and (not isinstance(context, int) or context < 2):
+            raise LwError(f"context must be the server's context in tokens (an int), got "
+                          f"{context!r}.")
+        self._context_given = context
+        self._context, self._context_how = None, "not reported by the server"
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
-            if self.base_url == DEFAULT_BASE_URL:
+            if url == DEFAULT_BASE_URL:
                 raise LwError("no API key: set OPENAI_API_KEY in the environment (never in a "
                               "notebook parameter), or pass base_url= for a local server.")
             key = "no-key"  # vLLM, Ollama and llama.cpp accept any key unless told otherwise
@@ -98,8 +120,9 @@ class OpenAIChatModel(ChatModel):
         self._wrapped: dict | None = None  # lw.serve's word on the model it serves
         self._check_pending = check
         self._lock = threading.RLock()
-        self._client = openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0,
+        self._client = openai.OpenAI(base_url=url, api_key=key, max_retries=0,
                                      timeout=timeout, http_client=http_client)
+        self._root = url.removesuffix("/v1")  # vLLM and llama.cpp count tokens off /v1
         if server is not None:
             self._check_prefix_option()
 
@@ -117,7 +140,71 @@ class OpenAIChatModel(ChatModel):
         if self._prefix_option is not None:
             prefix = self._prefix_option
         return Capabilities(concurrency=max(1, self.concurrency), continues_prefix=prefix,
-                            token_probabilities=False, settings=settings)
+                            token_probabilities=False, settings=settings,
+                            context=self._server_context()[0])
+
+    def context_how(self) -> str:
+        return self._server_context()[1]
+
+    def _server_context(self) -> tuple[int | None, str]:
+        """(tokens one request may span, how the kit knows): ``context=`` as given, else what
+        the server reports (vLLM and SGLang: ``max_model_len`` in /v1/models; llama.cpp's
+        server: ``n_ctx`` in /props; lw.serve: its model's), else what the server showed by
+        shortening a reply to fit (llama-cpp-python reports nothing but cuts ``max_tokens``
+        to its ``n_ctx``); (None, why) while unknown."""
+        if self._context_given is not None:
+            return self._context_given, "given: context=" + str(self._context_given)
+        self.server_kind()
+        with self._lock:
+            if self._context is None and self._kind == "llamacpp" and \
+                    self._context_how == "not reported by the server":
+                props = self._get_root("/props") or {}
+                n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx") or \
+                    props.get("n_ctx")
+                if isinstance(n_ctx, int) and n_ctx > 0:
+                    self._context, self._context_how = n_ctx, "llama.cpp /props n_ctx"
+                else:
+                    self._context_how = "llama.cpp's /props did not say n_ctx"
+        return self._context, self._context_how
+
+    def prompt_tokens(self, conv, prefix: str | None = None) -> int | None:
+        """The prompt's tokens as the server counts them, where it can: vLLM's, SGLang's and
+        lw.serve's ``/tokenize`` (chat template applied), llama.cpp's ``/apply-template`` then
+        ``/tokenize``; None elsewhere (then ``prompt_token_bound`` bounds them)."""
+        messages = list(conv) + ([{"role": "assistant", "content": prefix}] if prefix else [])
+        if self._kind in ("vllm", "sglang", "lw"):
+            body = {"model": self.model, "messages": messages,
+                    **({"continue_final_message": True, "add_generation_prompt": False}
+                       if prefix else {"add_generation_prompt": True})}
+            got = self._post_root("/tokenize", body) or {}
+            return got.get("count") if isinstance(got.get("count"), int) else None
+        if self._kind == "llamacpp":
+            text = (self._post_root("/apply-template", {"messages": messages}) or {}).get("prompt")
+            got = self._post_root("/tokenize", {"content": text}) if isinstance(text, str) else None
+            tokens = (got or {}).get("tokens")
+            return len(tokens) if isinstance(tokens, list) else None
+        return None
+
+    def _get_root(self, path: str) -> dict | None:
+        return self._root_call("get", path)
+
+    def _post_root(self, path: str, body: dict) -> dict | None:
+        return self._root_call("post", path, body)
+
+    def _root_call(self, method: str, path: str, body: dict | None = None) -> dict | None:
+        """A JSON call to a route beside /v1 (token counts, server properties); None when the
+        server has no such route or does not answer: callers fall back to a bound."""
+        import httpx
+
+        try:
+            client = self._client._client  # the client's own httpx.Client: proxies, tests
+            headers = {"Authorization": f"Bearer {self._client.api_key}"}
+            url = self._root + path
+            resp = client.get(url, headers=headers) if method == "get" else \
+                client.post(url, json=body, headers=headers)
+            return resp.json() if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
 
     def server_kind(self) -> str | None:
         """The server's kind (a key of ``lw.llm.server_kinds.KINDS``), or None where it did not
@@ -141,6 +228,10 @@ class OpenAIChatModel(ChatModel):
         elif kind is not None and kind != self._kind:
             self._how_told += f"; the server reports {how}"
         card = next((c for c in cards if c.get("id") == self.model), None)
+        lw_entry = card.get("lw") if card and isinstance(card.get("lw"), dict) else {}
+        reported = (card or {}).get("max_model_len") or lw_entry.get("context")
+        if isinstance(reported, int) and reported > 0:
+            self._context, self._context_how = reported, f"{self._kind or 'server'} /v1/models"
         if self._kind == "lw" and card and isinstance(card.get("lw"), dict):
             self._wrapped = card["lw"]
         self._identified = True
@@ -266,8 +357,7 @@ class OpenAIChatModel(ChatModel):
                         for other in futures:
                             other.cancel()
                         raise exc
-                    gen = fut.result() if exc is None else Generation(
-                        "", 0, 0, "error", 0.0, error=str(exc))
+                    gen = fut.result() if exc is None else _failed(exc)
                     bar.update(1)
                     futures.update(submit(r) for r in on_done(request, gen) or ())
 
@@ -292,26 +382,44 @@ class OpenAIChatModel(ChatModel):
                             other.cancel()
                         raise exc
                     i = futures[fut]
-                    results[i] = fut.result() if exc is None else Generation(
-                        "", 0, 0, "error", 0.0, error=str(exc))
+                    results[i] = fut.result() if exc is None else _failed(exc)
                     bar.update(1)
         return results
 
     def _one(self, conv, prefix, cfg) -> Generation:
         start = clock()
+        cfg, capped = self.fit(conv, prefix, cfg)  # LwError where the prompt fills the context
         last = None
         for attempt in range(self.max_retries + 1):
             try:
                 gen = self._request(conv, prefix, cfg)
                 gen.seconds = clock() - start
                 gen.extra["attempts"] = attempt + 1
+                self._note_cap(gen, cfg, capped)
                 return gen
             except _Retryable as exc:
                 last = exc
                 if attempt < self.max_retries:
                     delay = min(60.0, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)
                     time.sleep(max(delay, exc.retry_after or 0.0))
-        raise RuntimeError(f"gave up after {self.max_retries + 1} attempts: {last}")
+        raise _GaveUp(f"gave up after {self.max_retries + 1} attempts: {last}")
+
+    def _note_cap(self, gen: Generation, cfg, capped: dict | None) -> None:
+        """Put the kit's cap on the reply; or, where the server itself cut the reply short of
+        ``max_tokens`` (llama-cpp-python shortens it to fit its ``n_ctx`` without a word),
+        record that cap and learn the context from it."""
+        if capped:
+            gen.extra["capped"] = capped
+        elif gen.finish_reason == "length" and 0 < gen.completion_tokens < cfg.max_new_tokens \
+                and (self._context is None or self._context_how.startswith("learned")):
+            total = gen.prompt_tokens + gen.completion_tokens
+            gen.extra["capped"] = {"asked": cfg.max_new_tokens, "allowed": gen.completion_tokens,
+                                   "context": total, "prompt_tokens": gen.prompt_tokens,
+                                   "by": "server"}
+            with self._lock:
+                if self._context is None and self._context_given is None:
+                    self._context = total
+                    self._context_how = "learned: the server cut a reply to fit its context"
 
     def _request(self, conv, prefix, cfg) -> Generation:
         messages = list(conv)
@@ -367,6 +475,7 @@ class OpenAIChatModel(ChatModel):
             raise LwError(f"{self.base_url} does not know model {self.model!r} (404): check the "
                           "name against the server's /v1/models.") from exc
         except openai.APIStatusError as exc:  # 400/422...: this request is wrong; do not retry
+            # (a plain RuntimeError: the reply it becomes is marked a "request" failure)
             raise RuntimeError(f"{exc.status_code} from server: {_short(exc)}") from exc
         except (ValueError, TypeError) as exc:  # a body that is not the JSON promised
             raise _Retryable(f"malformed response: {exc}") from exc
@@ -385,6 +494,20 @@ class OpenAIChatModel(ChatModel):
 
 
 _NEUTRAL = vars(NEUTRAL)
+
+
+def public_url(url: str) -> str:
+    """``url`` without credentials: no ``user:password@`` and no query string (where some
+    gateways take ``?api-key=``), so a key written into ``base_url`` never reaches a record,
+    a message or a file name."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _short(exc) -> str:

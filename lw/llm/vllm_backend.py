@@ -248,9 +248,34 @@ class VLLMChatModel(ChatModel):
         return Capabilities(concurrency=self.max_num_seqs, continues_prefix=True,
                             token_probabilities=False,
                             settings=setting_names(max_new_tokens="max_tokens",
-                                                   min_new_tokens="min_tokens"))
+                                                   min_new_tokens="min_tokens"),
+                            context=self._max_model_len())
+
+    def _max_model_len(self) -> int | None:
+        """The engine's ``max_model_len`` (where this vLLM version exposes it there)."""
+        try:
+            return int(self.llm.llm_engine.model_config.max_model_len)
+        except (AttributeError, TypeError, ValueError):
+            return None
+
+    def context_how(self) -> str:
+        return "vLLM max_model_len (in process)"
 
     def _generate(self, convs, prefixes, cfg, *, progress, errors):
+        # One budget a call (vLLM takes one SamplingParams here): the smallest the context
+        # leaves any prompt, bounded from above by its bytes; each reply notes its cap.
+        asked = cfg.max_new_tokens
+        cfg = min((self.fit(c, p, cfg)[0] for c, p in zip(convs, prefixes, strict=True)),
+                  key=lambda c: c.max_new_tokens)
+        results = self._generate_at(convs, prefixes, cfg, progress)
+        for out in results:
+            if cfg.max_new_tokens < asked:
+                out.extra["capped"] = {"asked": asked, "allowed": cfg.max_new_tokens,
+                                       "context": self.capabilities.context,
+                                       "prompt_tokens": out.prompt_tokens}
+        return results
+
+    def _generate_at(self, convs, prefixes, cfg, progress) -> list[Generation]:
         from vllm import SamplingParams
 
         params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature,

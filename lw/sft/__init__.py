@@ -13,13 +13,20 @@ Command line (and many GPUs through accelerate):
     accelerate launch --config_file recipes/accelerate_configs/ddp.yaml -m lw.sft <recipe>
 """
 
-from lw.sft.config import DataSettings, LoraSettings, Recipe, SFTConfig, load_recipe
+from lw.sft.config import (
+    DataSettings,
+    LoraSettings,
+    Recipe,
+    SFTConfig,
+    check_trainable,
+    load_recipe,
+)
 from lw.sft.data import load as load_conversations
 from lw.sft.data import mix
 from lw.sft.probe import bf16_update_probe
 from lw.sft.tokens import Collator, block_causal_mask, pack, tokenize, tokenize_one
 from lw.sft.train import TrainResult, train, weighted_loss
 
-__all__ = ["Collator", "DataSettings", "LoraSettings", "Recipe", "SFTConfig", "TrainResult",
+__all__ = ["Collator", "check_trainable", "DataSettings", "LoraSettings", "Recipe", "SFTConfig", "TrainResult",
            "bf16_update_probe", "block_causal_mask", "load_conversations", "load_recipe", "mix", "pack", "tokenize",
            "tokenize_one", "train", "weighted_loss"]

@@ -123,6 +123,17 @@ class Recipe:
     source: str | None = None  # the file it came from
 
 
+def check_trainable(spec: str) -> str:
+    """``spec`` if the kit can fine-tune it, else an LwError saying why: a served model's (and
+    a scripted fake's) weights are out of reach. Called before any data is read."""
+    if spec.partition(":")[0] in ("openai", "fake"):
+        raise LwError(f"cannot fine-tune {spec!r}: it is a model behind a server (or a scripted "
+                      "fake), and training needs its weights. Set the model to weights the kit "
+                      "can load (smollm2-135m, hf:<id or folder>, vllm:<id or folder>); a "
+                      "served model can still be the judge (JUDGE).")
+    return spec
+
+
 def load_recipe(path_or_dict, **overrides) -> Recipe:
     """Parse a recipe file (or dict) into a ``Recipe``; unknown keys are errors that list the
     known ones. ``overrides`` set ``train`` fields (or top-level keys such as ``model``)."""
@@ -144,6 +155,7 @@ def load_recipe(path_or_dict, **overrides) -> Recipe:
     _known(raw, {"model", "stage", "data", "lora", "train"}, "recipe", source)
     if not raw.get("model"):
         raise LwError(f"recipe {source or ''} has no 'model' (an lw.llm.load spec).")
+    check_trainable(str(raw["model"]))
     stage = raw.get("stage", "sft")
     if stage not in STAGES:
         raise LwError(f"stage must be one of {STAGES}, got {stage!r}.")
