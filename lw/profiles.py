@@ -37,7 +37,11 @@ SMALL_REPETITION_PENALTY = 1.1  # SmolLM2-135M repeats one sentence to the budge
 # Training recipes (paths under the kit's root) and the mock size's overrides of them.
 SMOLLM2_SFT_RECIPE = "recipes/smollm2-135m/sft/config_full_cpu.yaml"
 SMOLLM2_DPO_RECIPE = "recipes/smollm2-135m/dpo/config_full_cpu.yaml"
-QWEN_SFT_RECIPE = "recipes/qwen2.5-7b/sft/config_full.yaml"
+# A notebook trains in its own process, so on one GPU: LoRA over a bf16 base (37.6 GB at 32k
+# tokens by the dry run); the paper's full fine-tuning needs 8 GPUs under ZeRO-3, which notebook
+# 05 prints the accelerate command for (QWEN_SFT_RECIPE_8_GPUS).
+QWEN_SFT_RECIPE = "recipes/qwen2.5-7b/sft/config_one_gpu.yaml"
+QWEN_SFT_RECIPE_8_GPUS = "recipes/qwen2.5-7b/sft/config_full.yaml"
 QWEN_DPO_RECIPE = "recipes/qwen2.5-7b/dpo/config_full.yaml"
 MOCK_MAX_LENGTH = 512  # tokens per training row at mock: a few steps in seconds
 NO_OVERRIDES = MappingProxyType({})

@@ -204,3 +204,46 @@ def block_causal_mask(seq_ids, dtype=None):
     allowed |= torch.eye(width, dtype=torch.bool)  # padding attends to itself: no all-masked row
     mask = torch.zeros((n, 1, width, width), dtype=dtype)
     return mask.masked_fill(~allowed[:, None], torch.finfo(dtype).min)
+
+
+def save_examples(path, examples: list[Example], stats: TokenStats) -> None:
+    """Store tokenized examples (and their stats) in one ``.npz`` file, written to a temporary
+    name and renamed, so a reader never sees half a file (a killed run leaves no torn cache).
+
+    Labels are stored as a target mask over the ids: ``tokenize_one`` copies the ids into every
+    labelled position, so a byte per token is enough instead of a second int array."""
+    import json
+    import os
+    from dataclasses import asdict
+    from pathlib import Path
+
+    import numpy as np
+
+    ids = np.fromiter((t for ex in examples for t in ex.input_ids), dtype=np.int32)
+    labels = np.fromiter((t for ex in examples for t in ex.labels), dtype=np.int64)
+    target = labels != IGNORE
+    if not np.array_equal(labels[target], ids[target]):
+        raise LwError("a label differs from its input id, so examples cannot be stored as a "
+                      "target mask (tokenize_one copies ids into labels).")
+    offsets = np.cumsum([0] + [len(ex) for ex in examples], dtype=np.int64)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, ids=ids, target=target, offsets=offsets,
+                 stats=np.array(json.dumps(asdict(stats))))
+    os.replace(tmp, path)
+
+
+def load_examples(path) -> tuple[list[Example], TokenStats]:
+    """The examples and stats ``save_examples`` stored."""
+    import json
+
+    import numpy as np
+
+    with np.load(path) as z:
+        ids, target, offsets = z["ids"], z["target"], z["offsets"]
+        stats = TokenStats(**json.loads(str(z["stats"])))
+    labels = np.where(target, ids, IGNORE)
+    examples = [Example(ids[a:b].tolist(), labels[a:b].tolist())
+                for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    return examples, stats
