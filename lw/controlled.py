@@ -121,7 +121,8 @@ def make_subsets(pool: list[dict], caps, design: str = "cut", n: int | None = No
         if n < 2 or len(long) < n:
             raise LwError(f"{len(long)} pool answers are longer than the largest cap "
                           f"({caps[-1]} words) and {n} are needed: lower the largest cap, lower "
-                          "n, or build longer answers (notebook 04's MIN_WORDS).")
+                          "n, build longer answers (notebook 04's MIN_WORDS), or add a pool "
+                          "with long answers (POOL, e.g. the paper's hub:THUDM/LongWriter-6k).")
         chosen = rng.sample(long, n)
         return {cap: [_cut(c, cap) for c in chosen] for cap in caps}
     low = {cap: (int(fill * cap) if design == "fill" else 0) for cap in caps}

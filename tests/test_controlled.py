@@ -142,3 +142,13 @@ def test_run_trains_one_model_per_cap_and_seed_and_lines_answers_up_for_the_inte
     assert again.table.equals(result.table)
     with pytest.raises(LwError, match="distinct"):
         controlled.run(subsets, recipe, prompts, tmp_path, max_new_tokens=400, seeds=[1, 1])
+
+
+def test_full_takes_the_papers_data_and_a_short_pool_says_what_to_add():
+    # at full the largest cap is 4,000 words: the kit's own instructions rarely ask for that many
+    full = lw.profiles.get("06", lw.paths.resolve_size("full", model="hf:x"))
+    assert full.pool == ("hub:THUDM/LongWriter-6k",) and max(full.caps) == 4000
+    assert lw.profiles.get("06", lw.paths.resolve_size("small")).pool == ()
+    pool = [conv("word " * 300) for _ in range(3)]
+    with pytest.raises(LwError, match="add a pool with long answers .*LongWriter-6k"):
+        controlled.make_subsets(pool, list(full.caps), design="cut")
