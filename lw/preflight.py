@@ -12,6 +12,7 @@ included), a server is asked for its ``/v1/models`` only. Training memory is not
 """
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from lw import datasets, instructions, paths, profiles
 from lw.llm.base import byte_bound
@@ -28,7 +29,7 @@ class _Static:
 
     @property
     def capabilities(self):
-        return type("Caps", (), {"context": self.context})()
+        return SimpleNamespace(context=self.context)  # the one field plan() reads
 
     def context_how(self) -> str:
         return self.how
