@@ -217,3 +217,28 @@ def test_launch_command_names_a_config_that_exists_and_the_recipe_can_skip_the_c
     assert memory.check(skip, device="cuda") is None  # not even a GPU is asked for
     with pytest.raises(LwError, match="sharding must be one of"):
         memory.launch_command("r.yaml", sharding="zero2")
+
+
+def test_the_gpu_training_check_runs_its_cpu_dry_run(tmp_path):
+    """benchmarks/gpu_train.py is what a lent GPU runs for the figures CPU cannot give (issue 21);
+    its --cpu dry run keeps it working between lent machines: every step reports, none fails."""
+    from pathlib import Path
+
+    from lw.llm.embedded import tiny_random_dir
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "r.jsonl"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_train.py"), "--cpu",
+                           "--model", str(tiny_random_dir()), "--out", str(out),
+                           "--work", str(tmp_path / "w")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert not [r for r in rows if "error" in r], rows
+    est = [r for r in rows if r["step"] == "estimate"]
+    assert [r["run"] for r in est] == ["135m-full", "135m-lora", "1.7b-full"]
+    assert all(r["estimate_gb"] > 0 and r["loss"] > 0 for r in est)
+    chunked = next(r for r in rows if r["step"] == "loss" and r["kind"] == "chunked")
+    assert chunked["loss_diff"] < 1e-4 and chunked["grad_head_max_diff"] < 1e-4
+    assert {r["step"]: r.get("skipped") for r in rows if r["step"] in ("fsdp", "zero3")} == {
+        "fsdp": "accelerate shards on GPUs only", "zero3": "accelerate shards on GPUs only"}

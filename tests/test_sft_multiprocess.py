@@ -1,6 +1,6 @@
 """lw.sft under ``accelerate launch`` with 2 CPU processes (gloo): the data split across ranks,
-files written by rank 0 alone, tokenization done once, ``processes`` in the record, and a run
-killed after a checkpoint resuming from it.
+files written by rank 0 alone, tokenization done once, ``processes`` in the record, and an SFT and
+a DPO run killed after a checkpoint resuming from it.
 
 The launch uses ``recipes/accelerate_configs/multi_cpu.yaml`` (torchrun's launcher, with
 ``ACCELERATE_USE_CPU=1``): accelerate's MULTI_CPU type needs mpirun and otherwise starts a single
@@ -208,7 +208,8 @@ DPO_RECIPE = ROOT / "recipes" / "smollm2-135m" / "dpo" / "config_full_cpu.yaml"
 
 
 @pytest.mark.slow
-def test_dpo_on_two_cpu_processes_splits_the_pairs_and_tokenizes_them_once(tmp_path):
+def test_dpo_on_two_cpu_processes_splits_the_pairs_tokenizes_once_and_resumes_after_a_kill(
+        tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({
         "prompt": [{"role": "user", "content": f"Write about topic {i}."}],
@@ -216,22 +217,43 @@ def test_dpo_on_two_cpu_processes_splits_the_pairs_and_tokenizes_them_once(tmp_p
         "rejected": [{"role": "assistant", "content": "Short."}]}) + "\n" for i in range(4)))
     out = tmp_path / "dpo"
     sets = {"model": "tiny-random", "output_dir": str(out), "max_length": 256,
-            "num_train_epochs": 2, "gradient_accumulation_steps": 1, "learning_rate": 1e-3,
+            "num_train_epochs": 3, "gradient_accumulation_steps": 1, "learning_rate": 1e-3,
             "save_strategy": "steps", "save_steps": 1, "save_total_limit": 1}
     args = [str(DPO_RECIPE), "--pairs", str(pairs)]
     for key, value in sets.items():
         args += ["--set", f"{key}={json.dumps(value)}"]
-    log = tmp_path / "dpo.log"
-    proc = _launch(args, log)
-    text = _wait(proc, log)
-    assert proc.returncode == 0, text[-3000:]
-    stats = json.loads((out / "final" / "lw_train.json").read_text())["stats"]
-    assert stats["processes"] == 2 and stats["pairs"] == 4
-    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
-    assert state["global_step"] == 4 == 2 * 4 // 2  # each rank took half the pairs per epoch
+
+    # First launch: killed (launcher and both ranks) once a checkpoint is complete.
+    log1 = tmp_path / "dpo1.log"
+    started = time.monotonic()
+    proc = _launch(args, log1)
+    while proc.poll() is None and not list(out.glob("checkpoint-*/trainer_state.json")):
+        assert time.monotonic() - started < 240, log1.read_text()[-3000:]
+        time.sleep(0.05)
+    assert proc.poll() is None, f"finished before it could be killed:\n{log1.read_text()[-3000:]}"
+    killed = _kill(proc)
+    time.sleep(0.5)
+    assert not [pid for pid in killed if _alive(pid)]
+    first = log1.read_text()
+    assert not (out / "final").exists()
     # TRL tokenized on rank 0; rank 1 loaded its cache (TRL's progress bar, shown per map run).
-    assert text.replace("\r", "\n").count("Tokenizing train dataset: 100%") == 1, text[-3000:]
+    assert first.replace("\r", "\n").count("Tokenizing train dataset: 100%") == 1, first[-3000:]
+
+    # Second launch: resumes from the checkpoint the kill left and finishes.
+    log2 = tmp_path / "dpo2.log"
+    proc = _launch(args, log2)
+    text = _wait(proc, log2)
+    assert proc.returncode == 0, text[-3000:]
+    record = json.loads((out / "final" / "lw_train.json").read_text())
+    stats = record["stats"]
+    assert stats["processes"] == 2 and stats["pairs"] == 4
+    resumed = int(Path(stats["resumed_from"]).name.split("-")[1])
+    assert 1 <= resumed < 6
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 == 3 * 4 // 2  # each rank took half the pairs per epoch
+    steps = [h["step"] for h in state["log_history"] if "loss" in h]
+    assert steps == list(range(1, 7))  # the resumed run continued the count, no step twice
     # One checkpoint, the record, the marker (and TRL's model card); the stored pairs, with
     # TRL's token cache in them, are gone once the run finished.
     assert sorted(p.name for p in out.iterdir()) == [
-        "README.md", "checkpoint-4", "final", "lw_run.json"]
+        "README.md", "checkpoint-6", "final", "lw_run.json"]
