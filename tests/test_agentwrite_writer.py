@@ -10,6 +10,7 @@ import lw
 from lw.agentwrite import AgentWriteConfig, AgentWriter, make_items, strip_label, write_direct
 from lw.errors import LwError
 from lw.llm.fake import ScriptedChatModel
+from lw.text import count_words
 
 PLAN = ("Paragraph 1 - Main Point: Beginning - Word Count: 300 words\n"
         "Paragraph 2 - Main Point: Middle - Word Count: 500 words\n"
@@ -334,7 +335,13 @@ def test_tiny_random_end_to_end(tmp_path, tiny):
     assert [len(r["paragraphs"]) for r in recs] == [2, 3]
     assert all(r["completion_tokens"] > 0 and r["model"]["spec"] == "tiny-random" for r in recs)
     direct = write_direct(tiny, items, tmp_path / "d.jsonl", max_new_tokens=8)
-    assert [d["completion_tokens"] for d in direct] == [8, 8] or all(d["words"] >= 0 for d in direct)
+    # Each answer stops at its 8-token budget or earlier at an end-of-text token, and its word
+    # count is the count of the text stored beside it.
+    assert [d["status"] for d in direct] == ["done", "done"]
+    for d in direct:
+        assert d["completion_tokens"] == 8 if d["finish_reason"] == "length" \
+            else (d["finish_reason"] == "stop" and 1 <= d["completion_tokens"] < 8), d
+        assert d["words"] == count_words(d["response"])
 
 
 def test_an_item_is_written_the_same_alone_or_with_others(tmp_path, tiny_whole_prefill):
