@@ -167,34 +167,6 @@ def describe(subsets: dict[int, list[dict]]):
     return pd.DataFrame(rows)
 
 
-def spearman(x, y) -> float | None:
-    """Spearman's rank correlation (ties get average ranks); None if either side is constant.
-    ``lw.stats.spearman`` gives the same value with a bootstrap interval."""
-    x, y = list(map(float, x)), list(map(float, y))
-    if len(x) != len(y) or len(x) < 2:
-        raise LwError("spearman needs two equal-length sequences of at least 2 values.")
-    rx, ry = _ranks(x), _ranks(y)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    vx = sum((a - mx) ** 2 for a in rx)
-    vy = sum((b - my) ** 2 for b in ry)
-    return None if vx == 0 or vy == 0 else cov / (vx * vy) ** 0.5
-
-
-def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
 @dataclass
 class Result:
     """What ``run`` returns.
@@ -249,7 +221,7 @@ def run(subsets: dict[int, list[dict]], recipe, prompts: list[dict], folder,
                                    progress=progress)
             model = lw.llm.load(trained.spec, batch_size=batch_size)
             try:
-                answers = lw.evaluate.predict(
+                answers = lw.generation.predict(
                     model, prompts, lw.store.keyed_path(folder, f"cap-{cap}-seed-{s}-answers",
                                                         model=trained.spec, seed=s,
                                                         max_new_tokens=max_new_tokens,
@@ -270,7 +242,7 @@ def run(subsets: dict[int, list[dict]], recipe, prompts: list[dict], folder,
 
 
 def _summary(answers: list[dict], data_words: list[int]) -> dict:
-    from lw.evaluate import usable_words
+    from lw.records import answer_usable_words as usable_words
 
     done = [p for p in answers if p.get("status") == "done"]
     usable = [usable_words(p) for p in done]

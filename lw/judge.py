@@ -12,7 +12,7 @@ Two protocols, recorded with every judgement (``protocol`` and ``prompt_version`
     expectation, then the likeliest digit is written and the next dimension asked. It cannot
     fail to parse, which makes a small local judge usable.
 - ``official``: the paper's ``evaluation/eval_quality.py`` as it runs: its judge prompt
-  (fetched by ``lw.official``), one user message, temperature 0.5, 1,024 new tokens, replies
+  (fetched by ``lw.paper.prompts``), one user message, temperature 0.5, 1,024 new tokens, replies
   read by ``parse_judgement(official=True)``, asked again while its counter of tries is under 5
   (counted as the script counts, ``lw.scoring.read_official``), and its drop rule: an item never
   scored is left out of S_q. The kit still stores it (unscored, reason ``DROPPED``) so a rerun
@@ -47,12 +47,12 @@ not stored and not pending, and the warning says what to change (``max_answer_ch
 import warnings
 from collections import Counter
 
-from lw import official as official_prompts
 from lw import prompts, scoring
-from lw.datasets import check_rows
 from lw.errors import LwError
 from lw.llm.base import Request
 from lw.llm.failures import TRANSPORT, failure_kind
+from lw.paper import prompts as paper_prompts
+from lw.paper.benchmarks import check_rows
 from lw.store import ResultStore
 
 PROTOCOLS = ("kit", "official")
@@ -60,7 +60,7 @@ PROTOCOLS = ("kit", "official")
 KIT_SETTINGS = {"retries": 5, "temperature": 0.5, "max_new_tokens": 512}
 OFFICIAL_SETTINGS = {"retries": scoring.OFFICIAL_TRIES, "temperature": 0.5,
                      "max_new_tokens": 1024}
-DROPPED = "dropped by the official rule"
+DROPPED = scoring.DROPPED
 UNTOTALLABLE = "accepted by the official script, which cannot total it"
 NEVER_PARSED = "no valid judgement"
 NO_PREDICTION = "no prediction"
@@ -115,13 +115,13 @@ def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | Non
     check_rows(preds, ("id", "prompt"), "the predictions given to judge")
     store = ResultStore(path, key="id")
     base = {"protocol": protocol, "mode": mode, "judge": model.info(),
-            "prompt_version": (official_prompts.version("judge") if protocol == "official"
+            "prompt_version": (paper_prompts.version("judge") if protocol == "official"
                                else prompts.load("judge", "en").tag),
             "max_answer_chars": max_answer_chars}
     _check_store(store, preds, base, path)
     todo = [p for p in preds if p.get("status", "done") == "done" and p["id"] not in store]
     if todo and protocol == "official":
-        official_prompts.locate("judge")  # fetch and verify before the first call
+        paper_prompts.locate("judge")  # fetch and verify before the first call
     asks = {str(p["id"]): _prompt(protocol, p, max_answer_chars) for p in todo}
     no_answer: dict[str, dict] = {}  # id -> {"attempts", "error"}: transport failures
     refused: dict[str, dict] = {}  # the same for requests the server refused as wrong
@@ -164,14 +164,14 @@ def coverage(judgements: list[dict]) -> dict:
     why), how many answers the judge saw cut (``judge_answers_cut``), and the protocols and
     prompt versions that ran. ``judge_coverage`` (scored items over all items, pending ones
     included), ``judge_pending``, ``judge_answers_cut`` and ``judge_protocol`` are the values
-    ``lw.evaluate.quality`` reports under those names."""
+    ``lw.longbench.quality`` reports under those names."""
     n = len(judgements)
     scored = sum(1 for j in judgements if j.get("scores"))
     pending = [j for j in judgements if j.get("pending")]
     reasons = Counter(j.get("unscored") or "unknown" for j in judgements
                       if not j.get("scores") and not j.get("pending"))
     # Judgements stored before cuts were recorded (the judge cut at 60,000 characters, silently)
-    # cannot say: None, as lw.evaluate.quality reports it.
+    # cannot say: None, as lw.longbench.quality reports it.
     unknown = any(j.get("scores") and "answer_cut" not in j for j in judgements)
     return {"judge_coverage": round(100.0 * scored / n, 1) if n else None,
             "judge_scored": scored, "judge_unscored": n - scored - len(pending),
@@ -234,7 +234,7 @@ def _prompt(protocol: str, pred: dict, cap: int | None) -> tuple[str, dict]:
     answer = pred.get("response") or ""
     judged = answer if cap is None else answer[:cap]
     if protocol == "official":
-        text = official_prompts.render("judge", INST=pred["prompt"], RESPONSE=judged)
+        text = paper_prompts.render("judge", INST=pred["prompt"], RESPONSE=judged)
     else:
         text = prompts.load("judge", "en").render("judge", instruction=pred["prompt"],
                                                   response=judged)

@@ -71,7 +71,7 @@ def length_scatter(tables: dict, title: str = "Required vs produced length", sav
     """Required vs produced words on log-log axes, one colour per model, with y = x.
 
     Args:
-        tables: model name -> ``lw.evaluate.length_table`` frame.
+        tables: model name -> ``lw.longbench.length_table`` frame.
     """
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -98,7 +98,7 @@ def bucket_scores(results: dict, title: str = "LongBench-Write scores by require
     """Bars of S_l and S_q per length bucket, one colour per model.
 
     Args:
-        results: model name -> ``lw.evaluate.results`` dict.
+        results: model name -> ``lw.longbench.results`` dict.
     """
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -129,7 +129,7 @@ def ruler_curve(tables: dict, title: str = "LongWrite-Ruler: where models stop",
     as the paper's Figure 1.
 
     Args:
-        tables: model name -> ``lw.evaluate.ruler_table`` frame.
+        tables: model name -> ``lw.ruler.ruler_table`` frame.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns

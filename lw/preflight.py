@@ -14,9 +14,10 @@ included), a server is asked for its ``/v1/models`` only. Training memory is not
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from lw import datasets, instructions, paths, profiles
+from lw import instructions, profiles
 from lw.llm.base import byte_bound
 from lw.llm.context import TOKENS_PER_WORD, plan
+from lw.paper import benchmarks
 
 
 @dataclass
@@ -108,7 +109,7 @@ def _work(size, parameters: dict) -> list[dict]:
                                                          "length": 2000} for i in range(3)],
                     budget=get("MAX_NEW_TOKENS") or p.max_new_tokens))
     p = profiles.get("01", size)
-    rows = datasets.subset(datasets.load("longwrite_ruler"), n=get("N_PROMPTS") or p.n_prompts,
+    rows = benchmarks.subset(benchmarks.load("longwrite_ruler"), n=get("N_PROMPTS") or p.n_prompts,
                            seed=0, max_length=get("MAX_REQUIRED") or p.max_required,
                            languages=tuple(get("LANGUAGES") or p.languages))
     out.append(dict(notebook="01", models=get("MODELS") or [size.model], rows=rows,
@@ -120,14 +121,14 @@ def _work(size, parameters: dict) -> list[dict]:
                     budget=get("DIRECT_MAX_NEW_TOKENS") or p.direct_max_new_tokens,
                     note="direct answers; AgentWrite's paragraphs are shorter requests"))
     p = profiles.get("03", size)
-    released = [paths.full_model(m) for m in _released()] if p.released_models else None
-    rows = datasets.subset(datasets.load(get("BENCHMARK") or p.benchmark),
+    released = [profiles.full_model(m) for m in _released()] if p.released_models else None
+    rows = benchmarks.subset(benchmarks.load(get("BENCHMARK") or p.benchmark),
                            n=get("N_PROMPTS") or p.n_prompts, seed=0,
                            max_length=get("MAX_REQUIRED") or p.max_required)
     out.append(dict(notebook="03", models=get("MODELS") or released or [size.model], rows=rows,
                     budget=get("MAX_NEW_TOKENS") or p.max_new_tokens, judge=get("JUDGE")))
     p = profiles.get("05", size)
-    rows = datasets.subset(datasets.load("longbench_write_en"), n=get("N_PROMPTS") or p.n_prompts,
+    rows = benchmarks.subset(benchmarks.load("longbench_write_en"), n=get("N_PROMPTS") or p.n_prompts,
                            seed=0, min_length=2000)
     out.append(dict(notebook="05", models=[model], rows=rows,
                     budget=get("MAX_NEW_TOKENS") or p.max_new_tokens,
@@ -143,7 +144,7 @@ def _released() -> list[str]:
 
 def check(size_name: str, parameters: dict | None = None) -> list[str]:
     """The plan of a run at ``size_name`` on this machine, as lines to print."""
-    size = paths.resolve_size(size_name, model=(parameters or {}).get("MODEL"))
+    size = profiles.resolve_size(size_name, model=(parameters or {}).get("MODEL"))
     lines = [f"# plan of a `{size.name}` run on this machine (nothing loaded)", ""]
     problems = []
     contexts: dict = {}

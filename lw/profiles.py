@@ -1,6 +1,13 @@
-"""Each notebook's per-size defaults, in one place: what ``mock``, ``small`` and ``full`` mean
-for that notebook's counts, budgets, recipes and filters.
+"""The run sizes and each notebook's per-size defaults, in one place: what ``mock``, ``small``
+and ``full`` mean for every notebook (``Size``: the model and its batch) and for each one's
+counts, budgets, recipes and filters (its profile).
 
+The size switch: ``SIZE`` in every notebook's parameters cell, ``None`` meaning "take ``$LW_SIZE``,
+else ``small``". ``mock`` runs the tiny random model on a handful of items in seconds (what CI and
+nbval run), ``small`` the embedded SmolLM2-135M on CPU, ``full`` a real model on a GPU.
+
+    size = lw.profiles.resolve_size(SIZE, model=MODEL)   # a Size: .name, .model, .batch_size
+    model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
     p = lw.profiles.get("01", size)         # "01", "01_longwrite_ruler"; a Size or its name
     n_prompts = N_PROMPTS or p.n_prompts    # a parameter that is set beats the profile
     p                                        # prints every default the notebook will use
@@ -19,11 +26,78 @@ penalty, the recipe files, AgentWrite's per-size settings) are the module consta
 is written once.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 from lw.errors import LwError
-from lw.paths import SIZES
+from lw.paths import SIZES, size_name
+
+
+@dataclass(frozen=True)
+class Size:
+    """What one run size means for every notebook; per-notebook settings are in lw.profiles."""
+
+    name: str
+    model: str  # default model spec for lw.llm.load
+    batch_size: int  # local generation batch (an openai: server's requests in flight)
+    long_context: bool = False  # load known models with their documented long context
+
+    def options(self, spec: str | None = None) -> dict:
+        """``lw.llm.load`` options for ``spec`` (default: this size's model) at this size, the
+        batch aside: the paper's options for its released checkpoints (``lw.llm.paper_options``) and,
+        at ``full``, the model's documented long context (``lw.llm.context.
+        long_context_options``: Qwen2.5's YaRN x4, 131,072 positions, so a 32,768-token answer
+        fits beside its prompt).
+
+            model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
+        """
+        from lw.llm import paper_options
+        from lw.llm.context import long_context_options
+
+        spec = spec or self.model
+        extra = long_context_options(spec) if self.long_context else {}
+        return {**paper_options(spec), **extra}
+
+
+_SIZES = {
+    "mock": Size("mock", "tiny-random", batch_size=4),
+    "small": Size("small", "smollm2-135m", batch_size=8),
+    "full": Size("full", "hf:Qwen/Qwen2.5-7B-Instruct", batch_size=16, long_context=True),
+}
+FULL_MODEL = "Qwen/Qwen2.5-7B-Instruct"
+
+
+def full_model(model: str = FULL_MODEL) -> str:
+    """The ``full`` size's generator: vLLM on a server the kit starts (``vllm:``) where vLLM
+    and CUDA are there, else the kit's own engine (``hf:``, CUDA graphs on a GPU), saying why."""
+    from lw.llm.vllm_backend import vllm_available
+
+    reason = vllm_available()
+    if reason is None:
+        return f"vllm:{model}"
+    print(f"[lw] full size without vLLM ({reason}): generating with hf:{model} on the kit's "
+          "engine instead (CUDA graphs on a GPU, ~10x slower than vLLM at long outputs).")
+    return f"hf:{model}"
+
+
+def resolve_size(size: str | None = None, **overrides) -> Size:
+    """The ``Size`` for a name; ``None`` takes ``$LW_SIZE`` (default ``small``).
+
+    Args:
+        size: "mock", "small", "full" or None.
+        overrides: fields to replace where not None (``model=MODEL``, ``batch_size=...``); a
+            notebook's other per-size settings come from ``lw.profiles``.
+    """
+    name = size_name(size)
+    known = [f.name for f in fields(Size) if f.name != "name"]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise LwError(f"resolve_size cannot override {unknown}: a Size has {known}; budgets and "
+                      "counts are the notebook's profile (lw.profiles.get) or its parameters.")
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    if name == "full" and "model" not in chosen:
+        chosen["model"] = full_model()
+    return replace(_SIZES[name], **chosen)
 
 # Generation budgets (new tokens per answer). Budgets at `small` differ by notebook: each is what
 # that notebook's share of the 60-minute small run allows.
@@ -265,7 +339,7 @@ def get(notebook: str, size):
 
     Args:
         notebook: its number ("01"), its stem ("01_longwrite_ruler") or file name.
-        size: a ``lw.paths.Size`` or a size name ("mock", "small", "full").
+        size: a ``lw.profiles.Size`` or a size name ("mock", "small", "full").
 
     Returns:
         The notebook's frozen profile dataclass for that size.
@@ -278,5 +352,5 @@ def get(notebook: str, size):
     name = getattr(size, "name", size)
     if name not in SIZES:
         raise LwError(f"unknown size {name!r} for {key}: use one of "
-                      f"{', '.join(SIZES)} (lw.paths.resolve_size gives a Size).")
+                      f"{', '.join(SIZES)} (lw.profiles.resolve_size gives a Size).")
     return PROFILES[key][name]

@@ -103,3 +103,24 @@ class Judgement(_Record):
     status: str = "scored"
     reason: str | None = None
     extra: dict = field(default_factory=dict)
+
+
+def answer_usable_words(answer: dict) -> int | None:
+    """``lw.text.usable_words`` of an answer record's response (0 for a failed one; a stored
+    ``usable_words`` where the record kept no response; else None: unknown, not 0)."""
+    from lw.text import usable_words
+
+    response = answer.get("response", answer.get("text"))
+    if response is not None:
+        return usable_words(response)
+    if answer.get("status", "done") != "done":
+        return 0
+    return answer.get("usable_words")
+
+
+def answer_length_score(answer: dict) -> float:
+    """S_l of one answer record: its ``words`` against its required ``length``."""
+    from lw.scoring import length_score
+
+    return length_score(answer["length"], answer.get("words", 0))
+

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from lw import reference
+from lw.paper import tables
 
 PAPER = {
     "ruler": "Long-context models asked for 1k-30k words stop near 2,000 words (Fig. 1).",
@@ -187,7 +187,7 @@ def _finetune(data, ft, run) -> list[str]:
                    f"{_fmt(x['S_l'])} | {_fmt(x['S_q'])} | {_fmt(x['S'])} | {x['truncated']}"
                    f"{_capped(x.get('capped'))} |")
     out += [f"| paper: {p['model']} | | | {p['S_l']} | {p['S_q']} | {p['S']} | |"
-            for p in reference.paper_rows() if "LongWriter-9B" in p["model"]]
+            for p in tables.paper_rows() if "LongWriter-9B" in p["model"]]
     out += ["", f"Fine-tuned vs base mean words: {_fmt(ft['sft_vs_base_words'], 2)}x."]
     out += _intervals(ft)
     return out + [_fig(run, "05_sft_loss.png"), _fig(run, "05_base_vs_sft.png"), ""]

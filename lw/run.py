@@ -56,7 +56,7 @@ def run(size: str, only: list[str] | None = None, force: bool = False,
     """
     import papermill
 
-    size = paths.resolve_size(size).name
+    size = paths.size_name(size)
     out = Path(out or paths.home() / "runs" / size).resolve()
     params = {"SIZE": size, **(parameters or {})}
     chosen = [nb for nb in notebooks(folder)

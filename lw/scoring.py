@@ -62,6 +62,9 @@ class JudgementError(ValueError):
 # The official evaluation/eval_quality.py asks the judge again while a reply is unread and its
 # counter of tries is below this.
 OFFICIAL_TRIES = 5
+# Why an answer the official script gave up on has no quality score (the judge and the official
+# judge.jsonl reader both store it).
+DROPPED = "dropped by the official rule"
 _OFFICIAL_FENCE = re.compile(r"```json\n(.*?)\n```", flags=re.S)
 
 
@@ -88,7 +91,7 @@ class OfficialReading:
 
 def read_official(text: str | None) -> OfficialReading:
     """The official script's reading of one reply, step by step (eval_quality.py at the pinned
-    commit of ``lw.official``):
+    commit of ``lw.paper.prompts``):
 
     1. If the text contains "```json", keep the first match of ``r'```json\n(.*?)\n```'``
        (DOTALL); no match is an exception there: one try used.

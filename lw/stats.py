@@ -146,7 +146,7 @@ def paired_values(a_records, b_records, value="words"):
     """Line up two methods' records by prompt id: (a, b) arrays for ``paired``.
 
     Args:
-        a_records, b_records: records with ``id`` (from ``lw.evaluate.predict``, AgentWrite),
+        a_records, b_records: records with ``id`` (from ``lw.generation.predict``, AgentWrite),
             or lists of such lists, one per seed. Prompts come in ``b_records``' order; each
             must be in every list, or an LwError names the missing ones.
         value: a field ("words", "S_l"), "usable_words" (counted from ``response`` where not
@@ -199,16 +199,14 @@ def values_by_cap(preds_by_cap: dict, value="words"):
 
 
 def _value(record: dict, name: str) -> float:
+    from lw.records import answer_length_score, answer_usable_words
+
     if name in record:
         return record[name]
     if name == "usable_words":
-        from lw.text import usable_words
-
-        return usable_words(record.get("response") or "")
+        return answer_usable_words({**record, "response": record.get("response") or ""})
     if name == "S_l" and "length" in record:
-        from lw.scoring import length_score
-
-        return length_score(record["length"], record.get("words", 0))
+        return answer_length_score(record)
     raise LwError(f"record {record.get('id')!r} has no {name!r}; it has {sorted(record)}.")
 
 

@@ -169,7 +169,7 @@ def server():
         proc.kill()
 
 
-# Stand-ins for the paper's prompt files (lw.official), in the kit's own words with the same
+# Stand-ins for the paper's prompt files (lw.paper.prompts), in the kit's own words with the same
 # placeholders: the real ones are fetched from GitHub, which these machines cannot reach.
 OFFICIAL_STANDINS = {
     "judge": "Rate the reply to the request on six dimensions, 1 to 5, strictly.\n"
@@ -183,20 +183,20 @@ OFFICIAL_STANDINS = {
 
 @pytest.fixture
 def official_prompts(tmp_path, monkeypatch):
-    """lw.official serving stand-in files from a temporary LW_DATA_DIR, with their checksums
+    """lw.paper.prompts serving stand-in files from a temporary LW_DATA_DIR, with their checksums
     pinned in place of the real ones. Yields the stand-in texts by name."""
     import dataclasses
     import hashlib
 
-    from lw import official
+    from lw.paper import prompts as paper_prompts
 
     folder = tmp_path / "official-data"
     folder.mkdir()
     files = {}
     for name, body in OFFICIAL_STANDINS.items():
-        f = official.FILES[name]
+        f = paper_prompts.FILES[name]
         (folder / f.filename).write_text(body, encoding="utf-8")
         files[name] = dataclasses.replace(f, sha256=hashlib.sha256(body.encode()).hexdigest())
     monkeypatch.setenv("LW_DATA_DIR", str(folder))
-    monkeypatch.setattr(official, "FILES", files)
+    monkeypatch.setattr(paper_prompts, "FILES", files)
     yield dict(OFFICIAL_STANDINS)

@@ -426,7 +426,7 @@ def test_long_chatty_preamble_is_stripped():
     assert strip_label(first + "\n\nBeneath the surface.") == "Beneath the surface."
 
 
-# -- the paper's prompts (lw.official stand-ins from the official_prompts fixture) -------------
+# -- the paper's prompts (lw.paper.prompts stand-ins from the official_prompts fixture) -------------
 OFFICIAL_PLAN = ("Paragraph 1 - Main Point: Beginning - Word Count: approximately 300 words\n\n"
                  "Paragraph 2 - Main Point: Middle - Word Count: 400-600 words\n\n"
                  "**Paragraph 3 - Main Point:** End - **Word Count:** 300 words\n")
@@ -448,7 +448,7 @@ def official_fake(plan=OFFICIAL_PLAN):
 
 
 def test_official_prompts_are_filled_as_the_official_scripts_fill_them(tmp_path, official_prompts):
-    from lw import official
+    from lw.paper import prompts as paper_prompts
 
     fake = official_fake()
     cfg = AgentWriteConfig(prompts="official")
@@ -467,7 +467,7 @@ def test_official_prompts_are_filled_as_the_official_scripts_fill_them(tmp_path,
     assert rec["status"] == "done" and rec["paragraphs"] == ["Text 1.", "Text 2.", "Text 3."]
     assert [(s["words"], s["count_source"]) for s in rec["plan"]] == [(300, "plan"),
                                                                        (500, "range"), (300, "plan")]
-    version = f"{official.version('plan')}+{official.version('write')}"
+    version = f"{paper_prompts.version('plan')}+{paper_prompts.version('write')}"
     assert rec["prompts"] == "official" and rec["prompt_version"] == version
     assert rec["prompt_versions"] == {"plan": "official:plan.txt@6090a27",
                                       "write": "official:write.txt@3fcfdff"}

@@ -65,7 +65,7 @@ def test_a_local_reply_is_capped_to_the_context_and_the_cap_is_recorded(short_mo
             {"id": "b", "prompt": "word " * 200, "length": 10}]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        preds = lw.evaluate.predict(model, rows, tmp_path / "p.jsonl", max_new_tokens=200,
+        preds = lw.generation.predict(model, rows, tmp_path / "p.jsonl", max_new_tokens=200,
                                     temperature=0, progress=False)
     said = " ".join(str(w.message) for w in caught)
     assert "1 of 2 prompts fill the 128-token context" in said
@@ -77,7 +77,7 @@ def test_a_local_reply_is_capped_to_the_context_and_the_cap_is_recorded(short_mo
                            "prompt_tokens": prompt}
     assert a["completion_tokens"] <= WINDOW - prompt
     assert b["status"] == "failed" and "fills the 128-token context" in b["error"]
-    assert lw.evaluate.results(preds)["capped"] == 1
+    assert lw.longbench.results(preds)["capped"] == 1
     stored = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["id"] for r in stored if "id" in r] == ["a"]  # the refused one is not stored
 
@@ -185,7 +185,7 @@ def test_credentials_in_base_url_never_reach_a_record(tmp_path):
                   ("POST", "/v1/chat/completions"): _chat(2, "stop")})
     model = lw.llm.load("openai:m", base_url="http://user:sk-secret@srv:8000/v1",
                         api_key="k", http_client=httpx.Client(transport=httpx.MockTransport(stub)))
-    preds = lw.evaluate.predict(model, [{"id": "a", "prompt": "Hi", "length": 5}],
+    preds = lw.generation.predict(model, [{"id": "a", "prompt": "Hi", "length": 5}],
                                 tmp_path / "p.jsonl", max_new_tokens=2, progress=False)
     assert preds[0]["status"] == "done" and stub.seen[-1] == ("POST", "/v1/chat/completions")
     kept = (tmp_path / "p.jsonl").read_text() + json.dumps(model.info()) + repr(model)
@@ -203,9 +203,9 @@ def test_long_context_options_per_backend_and_at_full_size_only():
     assert json.loads(argv[flag + 1])["rope_parameters"]["rope_type"] == "yarn"
     assert argv[argv.index("--max-model-len") + 1] == "131072"
     assert long_context_options("hf:Qwen/Qwen2.5-0.5B-Instruct") == {}
-    full = lw.paths.resolve_size("full", model="hf:Qwen/Qwen2.5-7B-Instruct")
+    full = lw.profiles.resolve_size("full", model="hf:Qwen/Qwen2.5-7B-Instruct")
     assert full.options() == {"rope_scaling": YARN_4X}
-    assert lw.paths.resolve_size("small", model="hf:Qwen/Qwen2.5-7B-Instruct").options() == {}
+    assert lw.profiles.resolve_size("small", model="hf:Qwen/Qwen2.5-7B-Instruct").options() == {}
     released = full.options("hf:THUDM/LongWriter-llama3.1-8b")
     assert released == {"prompt_format": "inst"}  # 128k already: the paper's own options
 

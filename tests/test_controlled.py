@@ -106,7 +106,7 @@ def test_run_trains_one_model_per_cap_and_seed_and_lines_answers_up_for_the_inte
         return ScriptedChatModel(lambda c, p: distinct_words(cap // 10 + len(c[-1]["content"])),
                                  spec=spec)
 
-    real_predict = lw.evaluate.predict
+    real_predict = lw.generation.predict
 
     def predict(model, rows, path, **kw):
         sampled.append(kw["seed"])
@@ -114,7 +114,7 @@ def test_run_trains_one_model_per_cap_and_seed_and_lines_answers_up_for_the_inte
 
     monkeypatch.setattr(lw.sft, "train", fake_train)
     monkeypatch.setattr(lw.llm, "load", fake_load)
-    monkeypatch.setattr(lw.evaluate, "predict", predict)
+    monkeypatch.setattr(lw.generation, "predict", predict)
     pool = [conv(essay(6, tag=chr(97 + i) * 3), prompt=f"p{i}") for i in range(3)]
     subsets = controlled.make_subsets(pool, [50, 150], design="cut")
     prompts = [{"id": str(i), "prompt": "x " * i, "length": 1000} for i in range(1, 5)]
@@ -146,9 +146,9 @@ def test_run_trains_one_model_per_cap_and_seed_and_lines_answers_up_for_the_inte
 
 def test_full_takes_the_papers_data_and_a_short_pool_says_what_to_add():
     # at full the largest cap is 4,000 words: the kit's own instructions rarely ask for that many
-    full = lw.profiles.get("06", lw.paths.resolve_size("full", model="hf:x"))
+    full = lw.profiles.get("06", lw.profiles.resolve_size("full", model="hf:x"))
     assert full.pool == ("hub:THUDM/LongWriter-6k",) and max(full.caps) == 4000
-    assert lw.profiles.get("06", lw.paths.resolve_size("small")).pool == ()
+    assert lw.profiles.get("06", lw.profiles.resolve_size("small")).pool == ()
     pool = [conv("word " * 300) for _ in range(3)]
     with pytest.raises(LwError, match="add a pool with long answers .*LongWriter-6k"):
         controlled.make_subsets(pool, list(full.caps), design="cut")

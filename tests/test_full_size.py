@@ -1,38 +1,38 @@
 """The `full` size picks its generator by what the machine has: vLLM on a kit-managed server
 where vLLM and CUDA are present, else the kit's own engine, saying why. Its one GPU is shared by
-loading one model at a time (lw.llm.lifecycle, lw.evaluate.run_models), and trained checkpoints
+loading one model at a time (lw.llm.lifecycle, lw.longbench.run_models), and trained checkpoints
 follow their base onto vLLM."""
 
 import pytest
 
 import lw.llm.vllm_backend
-from lw import paths
+from lw import profiles
 from lw.errors import LwError
 
 
 def test_full_size_generates_with_vllm_where_it_can_run(monkeypatch):
     monkeypatch.setattr(lw.llm.vllm_backend, "vllm_available", lambda: None)
-    assert paths.resolve_size("full").model == f"vllm:{paths.FULL_MODEL}"
+    assert profiles.resolve_size("full").model == f"vllm:{profiles.FULL_MODEL}"
 
 
 def test_full_size_without_vllm_says_why_and_uses_the_kits_engine(monkeypatch, capsys):
     monkeypatch.setattr(lw.llm.vllm_backend, "vllm_available",
                         lambda: "vLLM is not installed: pip install 'lw[gpu]'")
-    assert paths.resolve_size("full").model == f"hf:{paths.FULL_MODEL}"
+    assert profiles.resolve_size("full").model == f"hf:{profiles.FULL_MODEL}"
     out = capsys.readouterr().out
     assert "without vLLM" in out and "pip install 'lw[gpu]'" in out
 
 
 def test_a_model_chosen_for_the_full_size_is_kept(monkeypatch):
     monkeypatch.setattr(lw.llm.vllm_backend, "vllm_available", lambda: None)
-    assert paths.resolve_size("full", model="hf:my/model").model == "hf:my/model"
-    assert paths.resolve_size("small").model == "smollm2-135m"
+    assert profiles.resolve_size("full", model="hf:my/model").model == "hf:my/model"
+    assert profiles.resolve_size("small").model == "smollm2-135m"
 
 
 def test_the_full_sizes_vllm_model_can_be_fine_tuned_from_its_weights():
     from lw.sft.train import model_path
 
-    assert model_path(f"vllm:{paths.FULL_MODEL}") == model_path(f"hf:{paths.FULL_MODEL}")
+    assert model_path(f"vllm:{profiles.FULL_MODEL}") == model_path(f"hf:{profiles.FULL_MODEL}")
 
 
 # One GPU shared by design: one model loaded at a time, the judge reusing the model under test.
@@ -71,9 +71,9 @@ def recorder(monkeypatch):
 
 
 def _run(tmp_path, models, judge):
-    from lw import evaluate
+    from lw import longbench
 
-    return evaluate.run_models(models, ROWS, tmp_path, 2, judge=judge,
+    return longbench.run_models(models, ROWS, tmp_path, 2, judge=judge,
                                judge_settings={"retries": 1}, max_new_tokens=8)
 
 
@@ -128,17 +128,17 @@ def test_checkpoints_follow_the_base_onto_vllm_where_it_runs(tmp_path, monkeypat
 
 
 def test_a_checkpoint_served_by_vllm_is_filed_by_its_weights(tmp_path):
-    from lw import evaluate
+    from lw import longbench
     from lw.store import weights_version
 
     folder = tmp_path / "final"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"v1")
-    first = evaluate._served_weights(model=f"vllm:{folder}")
+    first = longbench._served_weights(model=f"vllm:{folder}")
     assert first == {"model_weights": weights_version(f"hf:{folder}")} and first["model_weights"]
     (folder / "model.safetensors").write_bytes(b"v2, retrained")
-    assert evaluate._served_weights(model=f"vllm:{folder}") != first
-    assert evaluate._served_weights(model="vllm:Qwen/Q", judge="hf:x") == {}
+    assert longbench._served_weights(model=f"vllm:{folder}") != first
+    assert longbench._served_weights(model="vllm:Qwen/Q", judge="hf:x") == {}
 
 
 def test_same_spec_and_options_reuse_the_loaded_model(recorder):

@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from lw import evaluate, judge, official, scoring
+from lw import judge, longbench, scoring
 from lw.errors import LwError
 from lw.llm.fake import ScriptedChatModel
+from lw.paper import prompts as paper_prompts
 
 DIMS = scoring.DIMENSIONS
 ROWS = [{"id": f"r{i}", "prompt": f"Write about topic {i}.", "length": 500, "language": "en"}
@@ -42,12 +43,12 @@ def test_official_protocol_runs_the_papers_prompt_and_settings(official_prompts,
     fake = ScriptedChatModel(OFFICIAL_REPLY)
     out = judge.judge(fake, _preds(1, "THE ANSWER"), tmp_path / "j.jsonl", protocol="official")
     conv, prefix, cfg = fake.calls[0]
-    assert conv == [{"role": "user", "content": official.render(
+    assert conv == [{"role": "user", "content": paper_prompts.render(
         "judge", INST=ROWS[0]["prompt"], RESPONSE="THE ANSWER")}]
     assert prefix is None and cfg.temperature == 0.5 and cfg.max_new_tokens == 1024
     rec = out[0]
     assert rec["scores"] == {d: 4.0 for d in DIMS} and rec["protocol"] == "official"
-    assert rec["prompt_version"] == official.version("judge") and rec["mode"] == "text"
+    assert rec["prompt_version"] == paper_prompts.version("judge") and rec["mode"] == "text"
     assert rec["raw_scores"]["Analysis"] == "Clear.On topic."  # as the script writes it
     assert rec["attempts"] == 1 and rec["tries"] == 0 and rec["unscored"] is None
 
@@ -76,8 +77,8 @@ def test_official_tries_are_counted_as_the_script_counts_them(official_prompts, 
     assert cov["judge_dropped_official"] == 3 and cov["judge_scored"] == 1
     assert cov["judge_unscored_reasons"] == {judge.DROPPED: 3, judge.UNTOTALLABLE: 1}
     assert cov["judge_pending"] == 1 and "server down" in cov["judge_last_error"]
-    assert cov["judge_coverage"] == evaluate.quality(out)["judge_coverage"] == pytest.approx(16.7)
-    assert evaluate.quality(out)["S_q"] == 75  # the means over what the script would write
+    assert cov["judge_coverage"] == longbench.quality(out)["judge_coverage"] == pytest.approx(16.7)
+    assert longbench.quality(out)["S_q"] == 75  # the means over what the script would write
     # Verdicts are stored: a rerun asks only the item that got no answer.
     again = judge.judge(fake, _preds(6), tmp_path / "j.jsonl", protocol="official")
     assert seen["r4"] == 2 and sum(seen.values()) == 17
@@ -175,7 +176,7 @@ def test_coverage_agrees_with_the_results_table(official_prompts, tmp_path):
     fake, _ = _by_topic({"r0": [GOOD], "r1": [MISSING_LAST] * 5})
     out = judge.judge(fake, _preds(2, "x" * 50), tmp_path / "j.jsonl", protocol="official",
                       max_answer_chars=10)
-    cov, res = judge.coverage(out), evaluate.quality(out)
+    cov, res = judge.coverage(out), longbench.quality(out)
     for key in ("judge_coverage", "judge_answers_cut", "judge_protocol"):
         assert cov[key] == res[key], key
     assert cov["judge_answers_cut"] == 2 and cov["judge_protocol"] == ["official"]
@@ -202,7 +203,7 @@ def test_an_outage_is_no_verdict_and_a_rerun_asks_again(official_prompts, tmp_pa
     assert [j["unscored"] for j in out] == [judge.NO_ANSWER] * 3 + [judge.NO_PREDICTION]
     cov = judge.coverage(out)
     assert (cov["judge_coverage"], cov["judge_pending"], cov["judge_unscored"]) == (0.0, 3, 1)
-    assert "503" in cov["judge_last_error"] and evaluate.quality(out)["judge_pending"] == 3
+    assert "503" in cov["judge_last_error"] and longbench.quality(out)["judge_pending"] == 3
     state["down"] = False
     again = judge.judge(fake, preds, tmp_path / "j.jsonl", protocol=protocol)
     assert state["calls"] == 6 and all(j["scores"] for j in again[:3])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lw import evaluate, judge, scoring, store, text
+from lw import generation, judge, longbench, scoring, store, text
 from lw.llm.fake import ScriptedChatModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,13 +57,13 @@ def test_predict_stores_each_answer_as_it_ends(tmp_path):
     path = tmp_path / "p.jsonl"
     dying = OneByOne(lambda conv, prefix: "some words here", kill_after=3)
     with pytest.raises(Killed):
-        evaluate.predict(dying, ROWS, path, max_new_tokens=50)
+        generation.predict(dying, ROWS, path, max_new_tokens=50)
     stored = _lines(path)
     assert len(stored) == 3 and [r["status"] for r in stored] == ["done"] * 3
     asked = [conv[0]["content"] for conv, _, _ in dying.calls]
     assert [r["prompt"] for r in stored] == asked  # exactly the finished ones
     rest = OneByOne(lambda conv, prefix: "other words")
-    preds = evaluate.predict(rest, ROWS, path, max_new_tokens=50)
+    preds = generation.predict(rest, ROWS, path, max_new_tokens=50)
     assert len(rest.calls) == 5 and not {c[0][0]["content"] for c in rest.calls} & set(asked)
     assert [p["id"] for p in preds] == [r["id"] for r in ROWS]
     assert len(_lines(path)) == 8 and all(p["status"] == "done" for p in preds)
@@ -84,7 +84,7 @@ def test_predict_on_the_local_engine_keeps_what_finished_before_a_crash(tmp_path
 
     monkeypatch.setattr(text, "count_words", dies_on_the_third)
     with pytest.raises(Killed):
-        evaluate.predict(tiny, ROWS, path, max_new_tokens=6, progress=False)
+        generation.predict(tiny, ROWS, path, max_new_tokens=6, progress=False)
     assert len(_lines(path)) == 2
     monkeypatch.setattr(text, "count_words", count)
     asked = []
@@ -96,7 +96,7 @@ def test_predict_on_the_local_engine_keeps_what_finished_before_a_crash(tmp_path
         return real_stream(requests, on_done, **kw)
 
     monkeypatch.setattr(tiny, "stream", counting)
-    preds = evaluate.predict(tiny, ROWS, path, max_new_tokens=6, progress=False)
+    preds = generation.predict(tiny, ROWS, path, max_new_tokens=6, progress=False)
     first = {r["id"] for r in _lines(path)[:2]}
     assert len(asked) == 6 and not first & set(asked)
     assert len(_lines(path)) == 8 and all(p["status"] == "done" for p in preds)
@@ -162,7 +162,7 @@ def test_a_killed_judge_continues_each_item_at_its_next_attempt(tmp_path):
     # The attempt records sit beside the verdicts; results and coverage read the verdicts only.
     cov = judge.coverage(out)
     assert (cov["judge_scored"], cov["judge_unscored"], cov["judge_pending"]) == (5, 1, 0)
-    res = evaluate.results([{**p, "words": 2} for p in preds], out)
+    res = longbench.results([{**p, "words": 2} for p in preds], out)
     assert res["judge_coverage"] == pytest.approx(83.3) and res["S_q"] == 75
     assert len(_lines(path)) == 6 + 6 * 2  # 6 verdicts, 2 unusable attempts each
     quiet = OneByOne(GOOD)
@@ -231,11 +231,11 @@ def test_short_answers_store_per_answer_through_predict(tmp_path):
 
 KILLED_RUN = """
 import sys, lw
-from lw import evaluate
+from lw import agentwrite, generation, longbench, ruler
 rows = [{"id": f"k{i}", "prompt": f"Tell me about number {i}.", "length": 50} for i in range(8)]
 model = lw.llm.load("openai:tiny-random", base_url=sys.argv[1], api_key=sys.argv[2],
                     concurrency=4, backoff=0.01, timeout=120)
-evaluate.predict(model, rows, sys.argv[3], max_new_tokens=4, progress=False)
+generation.predict(model, rows, sys.argv[3], max_new_tokens=4, progress=False)
 """
 
 
@@ -267,7 +267,7 @@ def test_kill_9_of_predict_through_a_server_loses_only_requests_in_flight(server
                         concurrency=4, backoff=0.01)
     rows = [{"id": f"k{i}", "prompt": f"Tell me about number {i}.", "length": 50}
             for i in range(8)]
-    preds = evaluate.predict(model, rows, path, max_new_tokens=4, progress=False)
+    preds = generation.predict(model, rows, path, max_new_tokens=4, progress=False)
     assert server.seen() == 5  # only what was not stored
     assert all(p["status"] == "done" for p in preds) and len(_lines(path)) == 8
 

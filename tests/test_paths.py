@@ -2,20 +2,20 @@
 
 import pytest
 
-from lw import paths
+from lw import paths, profiles
 from lw.errors import LwError
 
 
 def test_size_defaults_to_env_then_small(monkeypatch):
     monkeypatch.delenv("LW_SIZE", raising=False)
-    assert paths.resolve_size().name == "small"
+    assert profiles.resolve_size().name == "small"
     monkeypatch.setenv("LW_SIZE", "mock")
-    assert paths.resolve_size(None).model == "tiny-random"
-    assert paths.resolve_size("full").name == "full"  # an explicit SIZE beats the env
+    assert profiles.resolve_size(None).model == "tiny-random"
+    assert profiles.resolve_size("full").name == "full"  # an explicit SIZE beats the env
 
 
 def test_size_overrides_skip_none():
-    size = paths.resolve_size("small", model=None, batch_size=2)
+    size = profiles.resolve_size("small", model=None, batch_size=2)
     assert size.model == "smollm2-135m" and size.batch_size == 2
 
 
@@ -23,13 +23,13 @@ def test_size_refuses_what_moved_to_the_profiles():
     # Budgets and counts are per notebook now (lw.profiles): an override a Size cannot hold
     # is refused with what to do, not ignored.
     with pytest.raises(LwError, match="lw.profiles"):
-        paths.resolve_size("small", max_new_tokens=99)
-    assert not hasattr(paths.resolve_size("small"), "n_items")
+        profiles.resolve_size("small", max_new_tokens=99)
+    assert not hasattr(profiles.resolve_size("small"), "n_items")
 
 
 def test_unknown_size_says_what_is_allowed():
     with pytest.raises(LwError, match="mock, small, full"):
-        paths.resolve_size("huge")
+        profiles.resolve_size("huge")
 
 
 def test_run_dir_follows_env(monkeypatch, tmp_path):

@@ -29,7 +29,7 @@ def test_every_notebook_has_a_profile_for_every_size():
         assert len(kinds) == 1 and dataclasses.is_dataclass(kinds.pop()), stem
         for number in (stem, stem[:2], f"{stem}.ipynb"):
             assert profiles.get(number, "small") is table["small"]
-        assert profiles.get(stem, paths.resolve_size("mock")) is table["mock"]
+        assert profiles.get(stem, profiles.resolve_size("mock")) is table["mock"]
 
 
 @pytest.mark.parametrize("path", ON_PROFILES, ids=lambda p: p.name)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lw.data import pairs as preference
 from lw.errors import LwError
 from lw.sft import (
     Collator,
@@ -354,7 +355,7 @@ def test_pairs_take_the_best_as_chosen_and_the_worst_as_rejected():
                sample_record("a", 2, 10, 10.0)],
               [sample_record("b", 0, 50, 50.0), sample_record("b", 1, 52, 52.0)],
               [sample_record("c", 0, 50, 90.0, status="failed"), sample_record("c", 1, 5, 1.0)]]
-    pairs = dpo.make_pairs(scored, min_margin=5.0)
+    pairs = preference.make_pairs(scored, min_margin=5.0)
     assert [p["id"] for p in pairs] == ["a"]  # b: too close; c: only one usable sample
     assert (pairs[0]["chosen_words"], pairs[0]["rejected_words"]) == (400, 10)
     assert pairs[0]["prompt"][0]["role"] == "user" and pairs[0]["chosen"][0]["role"] == "assistant"
@@ -365,11 +366,11 @@ def test_dpo_pipeline_runs_on_tiny_random_and_moves_the_policy(tmp_path, tiny):
 
     rows = [{"id": f"r{i}", "prompt": f"Write a {100 * (i + 1)}-word note on topic {i}.",
              "length": 100 * (i + 1)} for i in range(3)]
-    samples = dpo.sample(tiny, rows, tmp_path, n_samples=2, max_new_tokens=12, progress=False)
+    samples = preference.sample(tiny, rows, tmp_path, n_samples=2, max_new_tokens=12, progress=False)
     assert [len(g) for g in samples] == [2, 2, 2]
-    scored = dpo.score(samples, tiny, tmp_path, progress=False)
+    scored = preference.score(samples, tiny, tmp_path, progress=False)
     assert all(0 <= p["S_l"] <= 100 and p["S_q"] is not None for g in scored for p in g)
-    pairs = dpo.make_pairs(scored, min_margin=0.0)
+    pairs = preference.make_pairs(scored, min_margin=0.0)
     recipe = {"model": "tiny-random", "stage": "dpo", "train": {
         "output_dir": str(tmp_path / "dpo"), "max_steps": 3, "per_device_train_batch_size": 2,
         "learning_rate": 1e-3, "logging_steps": 1, "save_strategy": "no", "max_length": 256}}

@@ -249,7 +249,7 @@ def live_stand_ins(tag: str) -> list[int]:
 @needs_proc
 @pytest.mark.parametrize("judge", ["judge", None], ids=["separate-judge", "self-judge"])
 def test_notebook_03_loop_never_runs_two_vllm_servers_at_once(tmp_path, monkeypatch, judge):
-    """Notebook 03's loop (lw.evaluate.run_models) with two vllm: models and a vllm: judge, or
+    """Notebook 03's loop (lw.longbench.run_models) with two vllm: models and a vllm: judge, or
     each model judging itself: every stand-in server finds no other one alive when it starts,
     and none is left at the end."""
     install_fake_vllm(tmp_path, monkeypatch)
@@ -258,7 +258,7 @@ def test_notebook_03_loop_never_runs_two_vllm_servers_at_once(tmp_path, monkeypa
     models = [f"vllm:{tag}/a", f"vllm:{tag}/b"]
     rows = [{"id": f"r{i}", "prompt": f"Write {n} words.", "length": n}
             for i, n in enumerate([5, 9])]
-    preds, judged = lw.evaluate.run_models(
+    preds, judged = lw.longbench.run_models(
         models, rows, tmp_path / "out", 2, judge=f"vllm:{tag}/{judge}" if judge else None,
         judge_settings={"retries": 1, "max_new_tokens": 4}, max_new_tokens=4, temperature=0.5,
         seed=0)

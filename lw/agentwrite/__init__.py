@@ -24,13 +24,14 @@ targets over 25,000 words.
 
 Two prompt sets: the kit's own, versioned (``prompts="kit"``, the default, English or Chinese after
 the instruction) and the paper's plan and write prompts, fetched and checksum-verified by
-``lw.official`` (``AgentWriteConfig(prompts="official")``; ``lw.agentwrite.prompting`` says how
+``lw.paper.prompts`` (``AgentWriteConfig(prompts="official")``; ``lw.agentwrite.prompting`` says how
 they are filled). Every record names what ran: ``prompts`` ("kit"/"official"),
 ``prompt_version`` (one string) and ``prompt_versions`` (per file); the set is part of the
 settings, so the two never share a results file. A plan step whose word count cannot be read gets
 a share of the target, flagged ``count_source="default"`` and reported in ``plan_note``.
 """
 
+from lw.agentwrite.answers import predict_agentwrite
 from lw.agentwrite.cleanup import strip_label
 from lw.agentwrite.compare import long_table, summary
 from lw.agentwrite.config import AgentWriteConfig, make_items
@@ -47,6 +48,6 @@ from lw.agentwrite.plan import (
 from lw.agentwrite.writer import AgentWriter
 
 __all__ = ["AgentWriteConfig", "AgentWriter", "PlanStep", "check_plan", "infer_target_words",
-           "long_table", "make_items", "parse_plan", "plan_step_limit", "scaffold_steps",
+           "long_table", "make_items", "parse_plan", "predict_agentwrite", "plan_step_limit", "scaffold_steps",
            "strip_label", "summary",
            "unread_counts_note", "write_direct"]

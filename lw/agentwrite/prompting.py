@@ -3,7 +3,7 @@
 ``AgentWriteConfig(prompts="kit")`` (the default) uses the kit's versioned prompt files
 (``lw/prompts/agentwrite_<lang>.txt``, English or Chinese after the instruction).
 ``prompts="official"`` uses the paper's ``agentwrite/prompts/plan.txt`` and ``write.txt``,
-fetched and checked by ``lw.official`` (never shipped), filled as the official ``plan.py`` and
+fetched and checked by ``lw.paper.prompts`` (never shipped), filled as the official ``plan.py`` and
 ``write.py`` fill them:
 
 - plan: ``$INST$`` = the instruction (the official prompt has no target-length field; the
@@ -30,8 +30,9 @@ that cannot continue a prefix) asks each line's main point with the kit's
 ``prompt_versions["scaffold_chat"]``.
 """
 
-from lw import official, prompts
+from lw import prompts
 from lw.agentwrite.plan import PlanStep
+from lw.paper import prompts as paper_prompts
 
 SETS = ("kit", "official")
 
@@ -84,7 +85,7 @@ class KitPrompts:
 
 
 class OfficialPrompts:
-    """The paper's plan and write prompts (``lw.official``), filled as its scripts fill them."""
+    """The paper's plan and write prompts (``lw.paper.prompts``), filled as its scripts fill them."""
 
     kind = "official"
 
@@ -96,11 +97,11 @@ class OfficialPrompts:
     @staticmethod
     def check() -> None:
         """Fetch or find both files now, so a missing one fails before any model call."""
-        official.locate("plan")
-        official.locate("write")
+        paper_prompts.locate("plan")
+        paper_prompts.locate("write")
 
     def versions(self, plan_mode: str = "") -> dict:
-        return {"plan": official.version("plan"), "write": official.version("write"),
+        return {"plan": paper_prompts.version("plan"), "write": paper_prompts.version("write"),
                 **_scaffold_versions(self, plan_mode)}
 
     def version(self, plan_mode: str = "") -> str:
@@ -114,13 +115,13 @@ class OfficialPrompts:
         return chat_line(self.chat, item, lines, step, n_steps, words)
 
     def plan(self, item: dict) -> str:
-        return official.render("plan", INST=item["prompt"])
+        return paper_prompts.render("plan", INST=item["prompt"])
 
     def write(self, item: dict, steps: list[PlanStep], plan_raw: str, paragraphs: list[str],
               replies: list[str], k: int, parallel: bool) -> str:
         """Paragraph ``k``'s prompt (0-based), filled as the module docstring says."""
         text = "" if parallel else "\n\n".join(replies[:k]).strip()
-        return official.render("write", INST=item["prompt"], PLAN=official_plan(plan_raw),
+        return paper_prompts.render("write", INST=item["prompt"], PLAN=official_plan(plan_raw),
                                TEXT=text, STEP=(steps[k].source or steps[k].main_point).strip())
 
 

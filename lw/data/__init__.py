@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lw import text
-from lw.datasets import check_length, check_rows
+from lw.data import pairs  # noqa: E402,F401 - lw.data.pairs: the preference pairs DPO trains on
 from lw.errors import LwError
+from lw.paper.benchmarks import check_length, check_rows
 from lw.records import Answer
 from lw.store import jsonl_lines
 
@@ -211,7 +212,7 @@ def short_answers(model, folder, prompts=None, max_new_tokens: int = 256,
     Online, ``lw.sft.data.load("hub:<a general SFT set>")`` is the better source.
     ``require_stop`` rejects answers cut off by the token budget (they would teach the model to
     stop mid-sentence)."""
-    from lw.evaluate import predict
+    from lw.generation import predict
     from lw.store import keyed_path
 
     prompts = short_prompts() if prompts is None else prompts

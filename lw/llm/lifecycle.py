@@ -14,7 +14,7 @@ GPU by hand (``gpu_memory_utilization``): it closes the model it loaded before (
 stops a server, frees the local engine's caches; dropping the last reference frees the weights)
 unless the same spec and options are asked for again, which return the loaded model. Models
 loaded with ``lw.llm.load`` directly are not tracked, and vLLM in process (``server=False``)
-cannot be closed: it holds the GPU until the process ends, so only the server path takes turns. ``lw.evaluate.run_models`` orders its work
+cannot be closed: it holds the GPU until the process ends, so only the server path takes turns. ``lw.longbench.run_models`` orders its work
 (all answers first, the judge once at the end) so that this costs as few loads as possible.
 
 ``checkpoint_spec(spec, like=base)`` picks the engine for a checkpoint the kit trained

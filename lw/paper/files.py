@@ -7,12 +7,12 @@ scored plus "scores" (the judge's JSON, "Analysis" included), in its own shuffle
 last line of totals: per dimension (mean - 1) * 25 (a dimension missing from a row counts 3) and
 "total", the mean of the six. Both write ``json.dumps(..., ensure_ascii=False)`` lines.
 
-    lw.evaluate.write_official_preds(preds, "models/mine/pred.jsonl")   # their scripts score it
-    theirs = lw.evaluate.read_official_preds("models/LongWriter-glm4-9b/pred.jsonl", rows)
-    judged = lw.evaluate.read_official_judgements("models/LongWriter-glm4-9b/judge.jsonl", theirs)
-    lw.evaluate.results(theirs, judged)                                 # the kit scores theirs
+    lw.paper.files.write_official_preds(preds, "models/mine/pred.jsonl")   # their scripts score it
+    theirs = lw.paper.files.read_official_preds("models/LongWriter-glm4-9b/pred.jsonl", rows)
+    judged = lw.paper.files.read_official_judgements("models/LongWriter-glm4-9b/judge.jsonl", theirs)
+    lw.longbench.results(theirs, judged)                                 # the kit scores theirs
 
-The functions are re-exported by ``lw.evaluate``, where notebooks call them.
+The functions are re-exported by ``lw.longbench``, where notebooks call them.
 """
 
 import json
@@ -21,8 +21,8 @@ import os
 from pathlib import Path
 
 from lw import scoring, text
-from lw.datasets import check_rows
 from lw.errors import LwError
+from lw.paper.benchmarks import check_rows
 
 VERSION = 1  # bump when what these functions read or write changes
 
@@ -61,7 +61,7 @@ def read_official_preds(path, rows: list[dict] | None = None, recount: bool = Fa
 
     Args:
         path: the file (pred.py's, or ``write_official_preds``').
-        rows: the benchmark rows the file answers (``lw.datasets.load(...)``): each line takes
+        rows: the benchmark rows the file answers (``lw.paper.benchmarks.load(...)``): each line takes
             the id of the row with its prompt (a prompt not among them, or another required
             length, is an error). None: ids are made from the prompt's text
             (``official_id``), the same for a prompt in pred.jsonl and judge.jsonl.
@@ -261,10 +261,9 @@ def _judgement_from_scores(pred: dict, raw: dict, path, n: int) -> dict:
 
 def _unjudged(pred: dict, path) -> dict:
     """A prediction the judge.jsonl lacks: eval_quality.py writes only what it scored."""
-    from lw.judge import DROPPED
 
     return {"id": pred["id"], "scores": None, "raw_scores": None, "protocol": "official",
-            "unscored": DROPPED, "mode": "text", "prompt_version": OFFICIAL_SOURCE,
+            "unscored": scoring.DROPPED, "mode": "text", "prompt_version": OFFICIAL_SOURCE,
             "judge": {"spec": OFFICIAL_SOURCE, "path": str(path)}, "attempts": None,
             "answer_cut": False, "error": None}
 

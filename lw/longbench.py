@@ -1,155 +1,44 @@
-"""Predictions and scores for LongBench-Write and LongWrite-Ruler, for any model spec.
+"""LongBench-Write (paper section 4.1, notebook 03; also 05's evaluation): each model answers
+the benchmark's prompts, a judge rates the answers, and S_l, S_q and S come out.
 
-    rows = lw.datasets.subset(lw.datasets.load("longbench_write_en"), n=8)
-    preds = predict(model, rows, "runs/small/lbw-preds.jsonl", max_new_tokens=2048)
-    res = results(preds, judgements)            # S, S_l, S_q, per bucket, coverage, truncation
-    ruler_table(preds)                          # per required length: mean / max words
+    preds, judged = run_models({"base": "smollm2-135m"}, rows, "runs/small/03")  # answer + judge
+    res = results(preds["base"], judged["base"])   # S, S_l, S_q, per bucket, coverage, truncation
+    length_table(preds["base"])                    # per answer: required, words, S_l, ...
 
-    write_official_preds(preds, "models/mine/pred.jsonl")     # what the paper's scripts score
-    theirs = read_official_preds("models/LongWriter-glm4-9b/pred.jsonl", rows)
-    judged = read_official_judgements("models/LongWriter-glm4-9b/judge.jsonl", theirs)
-    results(theirs, judged)                     # their files, scored by the kit
+    python -m lw.longbench --model smollm2-135m --prompts 8 --max-new-tokens 2048
 
-Predictions are batched and resumable (keyed by prompt id), and each answer is stored the moment
-it ends (a kill loses only the requests in flight): each record holds the response, its word
-count, repetition, tokens, finish reason (``truncated`` when the token limit cut it), ``capped``
-(the budget the model's context left, where it was below ``max_new_tokens``), seconds,
-model and settings. Failed items are returned with their error but not stored, so a rerun retries
-them; the warning that counts them says what to do by kind (``lw.llm.failures``): after a server
-outage, rerun with the same path; after a refused request (400/422), change what the error names
-(a shorter prompt, a lower ``max_new_tokens``, a model with a longer context) first. Rows
-missing a field a step reads (``id``, ``prompt``; ``length`` for scores) or asking for fewer
-than 1 word are refused with an LwError naming the field and the row.
+Answers come from the one runner (``lw.generation.predict``; ``agentwrite:<spec>`` writes them
+with ``lw.agentwrite``), the ratings from ``lw.judge``; the paper's own pred.jsonl / judge.jsonl
+are read and written by ``lw.paper.files``. Scores read ``length`` (the required words) and
+refuse a row without it, naming the row.
 """
 
 import math
-import warnings
 
-from lw import scoring, text
-from lw.datasets import check_rows
+from lw import records, scoring
 from lw.errors import LwError
-from lw.llm import context as lw_context
-from lw.llm.failures import REQUEST, REQUEST_ADVICE, TRANSPORT, TRANSPORT_ADVICE, stored_kind
-from lw.official_files import (  # the official pred.jsonl / judge.jsonl, re-exported here
-    official_totals,
-    read_official_judgements,
-    read_official_preds,
-    write_official_judgements,
-    write_official_preds,
-)
-from lw.store import ResultStore
+from lw.generation import predict
+from lw.paper.benchmarks import check_rows
 
-__all__ = ["VERSION", "length_table", "max_output_length", "official_totals", "paired_words",
-           "predict", "predict_agentwrite", "quality", "read_official_judgements",
-           "read_official_preds", "results", "results_table", "ruler_table", "run_model",
-           "run_models", "save_results", "usable_words", "write_official_judgements",
-           "write_official_preds"]
-
+# Stamped into saved result tables (``save_results``) as evaluate_version.
 VERSION = 1
-
-
-def predict(model, rows: list[dict], path, max_new_tokens: int, temperature: float = 0.5,
-            top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = 0,
-            progress: bool = True) -> list[dict]:
-    """Generate an answer to every row (the paper samples at temperature 0.5), storing each
-    answer the moment it ends, so a crash or kill loses only the requests in flight.
-
-    Args:
-        model: any ``lw.llm`` chat model; its ``stream`` keeps the batch (local models) or the
-            connections (servers) busy and hands over each reply as it ends.
-        rows: dicts with ``id`` and ``prompt`` (``length`` where present must be at least 1),
-            e.g. from ``lw.datasets.load``; a row missing one is an LwError naming it.
-        path: the JSONL store; rerunning with the same path generates only what is missing.
-        max_new_tokens, temperature, top_p, repetition_penalty, seed: generation settings.
-            ``seed`` with the row's id seeds its sampling on local backends, so an answer does
-            not depend on which rows ran beside it.
-
-    Returns:
-        One record per row, in order. A failed request (``status`` "failed", with its
-        ``error``) is returned, not stored, so a rerun retries it; a warning counts them.
-    """
-    from tqdm.auto import tqdm
-
-    from lw.llm.base import Request
-
-    check_rows(rows, ("id", "prompt"), "the rows given to predict")
-    store = ResultStore(path, key="id")
-    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                    repetition_penalty=repetition_penalty, seed=seed)
-    config = model.config.updated(**settings)  # bad settings fail here, before any request
-    # Shortest prompts first: local backends batch rows of similar length.
-    todo = sorted((r for r in rows if r["id"] not in store), key=lambda r: len(r["prompt"]))
-    # What the model's context gives each request, said before any is sent; a prompt that
-    # fills the context is refused here, since the server could only reject it.
-    context = lw_context.plan(model, todo, max_new_tokens)
-    context.warn()
-    failed = {r["id"]: {**r, "status": "failed", "error": context.refused[r["id"]],
-                        "error_kind": REQUEST} for r in todo if r["id"] in context.refused}
-    todo = [r for r in todo if r["id"] not in context.refused]
-    by_id = {str(r["id"]): r for r in todo}
-    with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"predict {model.spec}",
-              unit="prompt", disable=not progress) as bar:
-        def on_done(request, out):
-            row = by_id[request.key]
-            bar.update(1)
-            if out.finish_reason == "error":
-                failed[row["id"]] = {**row, "status": "failed", "error": out.error}
-                return
-            store.add({**row, "status": "done", "response": out.text,
-                       "words": text.count_words(out.text),
-                       "repetition": round(text.repetition(out.text), 3),
-                       "prompt_tokens": out.prompt_tokens,
-                       "completion_tokens": out.completion_tokens,
-                       "finish_reason": out.finish_reason,
-                       "truncated": out.finish_reason == "length",
-                       # the budget the context left this reply, where below max_new_tokens
-                       "capped": out.extra.get("capped"),
-                       "seconds": round(out.seconds, 2), "model": model.info(),
-                       "settings": settings, "versions": {"evaluate": VERSION}})
-
-        model.stream([Request(str(r["id"]), r["prompt"], config, name=str(r["id"]))
-                      for r in todo], on_done, errors="return")
-    if failed:
-        # Advice by kind (lw.llm.failures): an outage mends itself, a refused request does not.
-        kinds = {pid: stored_kind(rec) for pid, rec in failed.items()}
-        parts = []
-        for kind, what, advice in ((TRANSPORT, "got no answer", TRANSPORT_ADVICE),
-                                   (REQUEST, "were refused", REQUEST_ADVICE)):
-            ids = [pid for pid, k in kinds.items() if k == kind]
-            if ids:
-                parts.append(f"{len(ids)} {what} ({kind}; last error: "
-                             f"{str(failed[ids[-1]]['error'])[:300]}): {advice}")
-        warnings.warn(f"predict: {len(failed)} of {len(rows)} requests to {model.spec} failed; "
-                      f"none is stored. {'; '.join(parts)}.", stacklevel=2)
-    return [store.get(r["id"]) or failed[r["id"]] for r in rows]
 
 
 def length_table(preds: list[dict]):
     """Per prediction: id, language, bucket, required, words, usable_words (words before the
-    answer degenerates, ``lw.text.usable_words``; None where no response text was kept), S_l,
-    truncated, repetition."""
+    answer degenerates, ``lw.records.answer_usable_words``; None where no response text was
+    kept), S_l, truncated, capped, repetition, status."""
     import pandas as pd
 
     check_rows(preds, ("id", "length"), "the predictions")
     rows = [{"id": p["id"], "language": p.get("language", "en"),
              "bucket": scoring.bucket(p["length"]), "required": p["length"],
-             "words": p.get("words", 0), "usable_words": usable_words(p),
+             "words": p.get("words", 0), "usable_words": records.answer_usable_words(p),
              "S_l": scoring.length_score(p["length"], p.get("words", 0)),
              "truncated": bool(p.get("truncated")), "capped": bool(p.get("capped")),
              "repetition": p.get("repetition", 0.0),
              "status": p.get("status", "done")} for p in preds]
     return pd.DataFrame(rows)
-
-
-def usable_words(pred: dict) -> int | None:
-    """``lw.text.usable_words`` of a prediction's response (0 for a failed one; a stored
-    ``usable_words`` where the record kept no response; else None: unknown, not 0)."""
-    response = pred.get("response", pred.get("text"))
-    if response is not None:
-        return text.usable_words(response)
-    if pred.get("status", "done") != "done":
-        return 0
-    return pred.get("usable_words")
 
 
 def paired_words(preds_by_model: dict, base: str = "base"):
@@ -158,7 +47,7 @@ def paired_words(preds_by_model: dict, base: str = "base"):
     A handful of prompts can differ tenfold in length, so a mean alone says little; the pairs
     show whether a model wrote more on most prompts or on one. Returns (table, longer):
     ``longer[name]`` counts the prompts where ``name`` wrote more words than ``base``. Beside
-    each model's words the table has ``<name>_usable``, its usable words (``usable_words``:
+    each model's words the table has ``<name>_usable``, its usable words (``answer_usable_words``:
     those before the answer degenerates into loops or salad).
     """
     import pandas as pd
@@ -170,7 +59,7 @@ def paired_words(preds_by_model: dict, base: str = "base"):
     columns = {}
     for name, preds in preds_by_model.items():
         columns[name] = words[name]
-        columns[f"{name}_usable"] = {p["id"]: usable_words(p) for p in preds}
+        columns[f"{name}_usable"] = {p["id"]: records.answer_usable_words(p) for p in preds}
     ids = [p["id"] for p in preds_by_model[base]]
     table = pd.DataFrame({"required": {p["id"]: p["length"] for p in preds_by_model[base]},
                           **columns}).loc[ids]
@@ -187,7 +76,7 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
 
     Returns:
         dict with S, S_l, S_q, per-bucket S_l and S_q (``S_l[<bucket>]``), per-dimension
-        scores, n, truncated, capped (replies whose budget the context lowered), failed, mean_words, mean_usable_words (``usable_words``; None
+        scores, n, truncated, capped (replies whose budget the context lowered), failed, mean_words, mean_usable_words (``answer_usable_words``; None
         where no response text was kept), and the judge's coverage (%), ``judge_pending`` (items
         it gave no answer for yet: rerun the judge), mode, protocol and
         ``judge_answers_cut`` (answers the judge saw cut by ``max_answer_chars``; None where
@@ -235,27 +124,6 @@ def quality(judgements: list[dict], buckets: dict[str, str] | None = None) -> di
     return out
 
 
-def ruler_table(preds: list[dict]):
-    """LongWrite-Ruler: per required length, prompts, mean and max words, mean usable words
-    (``usable_words``; NaN where no response text was kept), how many the token limit cut
-    (``truncated``), how many had their budget lowered by the context (``capped``) and mean
-    repetition (near 1: the model looped to the limit)."""
-    table = length_table(preds).astype({"usable_words": float})
-    grouped = table.groupby("required")
-    return grouped.agg(prompts=("id", "count"), mean_words=("words", "mean"),
-                       max_words=("words", "max"), mean_usable_words=("usable_words", "mean"),
-                       truncated=("truncated", "sum"), capped=("capped", "sum"),
-                       repetition=("repetition", "mean")).assign(
-        mean_words=lambda d: d["mean_words"].round(0),
-        mean_usable_words=lambda d: d["mean_usable_words"].round(0),
-        repetition=lambda d: d["repetition"].round(3)).reset_index()
-
-
-def max_output_length(preds: list[dict]) -> int:
-    """The longest answer in words: the model's maximum output length on these prompts."""
-    return max((p.get("words", 0) for p in preds), default=0)
-
-
 def _mean(values) -> float | None:
     vals = [float(v) for v in values if v is not None and not (isinstance(v, float)
                                                               and math.isnan(v))]
@@ -276,7 +144,8 @@ def save_results(table, name: str, benchmark: str, judge_prompt: str | None = No
     Returns the CSV path."""
     import json
 
-    from lw import datasets, paths
+    from lw import paths
+    from lw.paper import benchmarks
 
     folder = paths.home() / "data" / "results"
     folder.mkdir(parents=True, exist_ok=True)
@@ -284,34 +153,11 @@ def save_results(table, name: str, benchmark: str, judge_prompt: str | None = No
     table.to_csv(csv, index=False)
     meta = {"scorer_version": scoring.VERSION, "evaluate_version": VERSION,
             "judge_prompt": judge_prompt, "benchmark": benchmark,
-            "benchmark_sha256": datasets.FILES[benchmark][2], "benchmark_commit": datasets.COMMIT,
+            "benchmark_sha256": benchmarks.FILES[benchmark][0].sha256,
+            "benchmark_commit": benchmarks.COMMIT,
             "rows": json.loads(table.to_json(orient="records"))}
     (folder / f"{name}.json").write_text(json.dumps(meta, indent=1))
     return csv
-
-
-def predict_agentwrite(model, rows: list[dict], path, config=None) -> list[dict]:
-    """Predictions written by AgentWrite instead of one call: each row's prompt and required
-    length go to ``lw.agentwrite.AgentWriter``; the records come back in ``predict``'s shape
-    (``truncated`` is never set: AgentWrite has no overall budget)."""
-    from lw.agentwrite import AgentWriter
-
-    check_rows(rows, ("id", "prompt", "length"), "the rows given to predict_agentwrite")
-    items = [{"id": r["id"], "prompt": r["prompt"], "length": r["length"]} for r in rows]
-    records = AgentWriter(model, path, config).run(items)
-    out = []
-    for row, rec in zip(rows, records, strict=True):
-        if rec["status"] != "done":  # pending: a server outage, asked again by a rerun
-            out.append({**row, "status": "failed", "error": rec.get("error"),
-                        "pending": bool(rec.get("pending"))})
-            continue
-        out.append({**row, "status": "done", "response": rec["response"], "words": rec["words"],
-                    "repetition": rec["repetition"], "completion_tokens": rec["completion_tokens"],
-                    "finish_reason": "stop", "truncated": False, "seconds": rec["seconds"],
-                    "model": {**rec["model"], "method": "agentwrite"},
-                    "settings": rec["settings"], "versions": {"evaluate": VERSION,
-                                                              "prompt": rec["prompt_version"]}})
-    return out
 
 
 def run_model(spec: str, rows: list[dict], folder, batch_size: int = 8,
@@ -324,7 +170,7 @@ def run_model(spec: str, rows: list[dict], folder, batch_size: int = 8,
     The model is loaded through ``lw.llm.lifecycle.use``: the model loaded there before (by an
     earlier ``run_model``, say) is closed first, so two vLLM servers never share the GPU, and the
     same spec with the same options reuses the loaded one. Returns (model, predictions)."""
-    from lw.agentwrite import AgentWriteConfig
+    from lw.agentwrite import AgentWriteConfig, predict_agentwrite
     from lw.llm import lifecycle
     from lw.store import keyed_path
 

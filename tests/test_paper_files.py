@@ -1,4 +1,4 @@
-"""The official pred.jsonl / judge.jsonl files (lw.evaluate <-> THUDM/LongWriter's evaluation
+"""The official pred.jsonl / judge.jsonl files (lw.longbench <-> THUDM/LongWriter's evaluation
 scripts), and the vLLM server's "[INST]" requests (pred.py's prompt format on /v1/completions).
 
 Scores are checked both ways: the kit's results from its own records against the kit's results
@@ -11,10 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from lw import evaluate, judge, official_files, scoring
+from lw import generation, judge, longbench, scoring
 from lw.errors import LwError
 from lw.llm.fake import ScriptedChatModel
 from lw.llm.vllm_backend import VLLMServerChatModel
+from lw.paper import files as paper_files
 
 ROWS = [
     {"id": "r0", "prompt": "Write a 100-word note to a neighbour.", "type": "Functional Writing",
@@ -68,7 +69,7 @@ def kit_run(request, tmp_path):
     if request.param == "official":
         request.getfixturevalue("official_prompts")
     fake = ScriptedChatModel(lambda conv, prefix: ANSWERS[_key(conv)])
-    preds = evaluate.predict(fake, ROWS, tmp_path / "p.jsonl", max_new_tokens=100_000,
+    preds = generation.predict(fake, ROWS, tmp_path / "p.jsonl", max_new_tokens=100_000,
                              progress=False)
     judged = judge.judge(ScriptedChatModel(_judge_reply), preds, tmp_path / "j.jsonl",
                          mode="text", protocol=request.param, progress=False)
@@ -77,12 +78,12 @@ def kit_run(request, tmp_path):
 
 def test_kit_files_score_the_same_both_ways_and_round_trip_byte_for_byte(tmp_path, kit_run):
     preds, judged = kit_run
-    kit = evaluate.results(preds, judged)
+    kit = longbench.results(preds, judged)
     assert kit["judge_coverage"] == 80.0  # r4 never scored
 
     pred_file, judge_file = tmp_path / "pred.jsonl", tmp_path / "judge.jsonl"
-    assert evaluate.write_official_preds(preds, pred_file)["written"] == 5
-    wrote = evaluate.write_official_judgements(judged, judge_file, preds)
+    assert paper_files.write_official_preds(preds, pred_file)["written"] == 5
+    wrote = paper_files.write_official_judgements(judged, judge_file, preds)
     assert wrote["written"] == 4 and wrote["left_out"] == ["r4"]
 
     # pred.jsonl has pred.py's shape, its lengths by pred.py's rule.
@@ -111,12 +112,12 @@ def test_kit_files_score_the_same_both_ways_and_round_trip_byte_for_byte(tmp_pat
         assert kit[f"q:{dim}"] == pytest.approx(totals[dim])
     assert totals["total"] == pytest.approx(sum(totals[d] for d in scoring.DIMENSIONS) / 6)
     assert kit["S_q"] == pytest.approx(totals["total"], abs=0.0051)  # the kit rounds to 2 decimals
-    assert evaluate.official_totals(judge_file) == totals
+    assert paper_files.official_totals(judge_file) == totals
 
     # Read back: the kit scores the official files exactly as it scored its own records.
-    theirs = evaluate.read_official_preds(pred_file)
-    judged_back = evaluate.read_official_judgements(judge_file, theirs)
-    back = evaluate.results(theirs, judged_back)
+    theirs = paper_files.read_official_preds(pred_file)
+    judged_back = paper_files.read_official_judgements(judge_file, theirs)
+    back = longbench.results(theirs, judged_back)
     same = ["n", "S", "S_l", "S_q", "judge_coverage", "mean_words", "failed",
             *[k for k in kit if k.startswith(("S_l[", "S_q[", "q:"))]]
     assert {k: back[k] for k in same} == {k: kit[k] for k in same}
@@ -124,26 +125,26 @@ def test_kit_files_score_the_same_both_ways_and_round_trip_byte_for_byte(tmp_pat
     assert back["judge_protocol"] == ["official"] and back["judge_answers_cut"] == 0
 
     # And written again, the files are the same bytes.
-    evaluate.write_official_preds(theirs, tmp_path / "pred2.jsonl")
-    evaluate.write_official_judgements(judged_back, tmp_path / "judge2.jsonl")
+    paper_files.write_official_preds(theirs, tmp_path / "pred2.jsonl")
+    paper_files.write_official_judgements(judged_back, tmp_path / "judge2.jsonl")
     assert (tmp_path / "pred2.jsonl").read_bytes() == pred_file.read_bytes()
     assert (tmp_path / "judge2.jsonl").read_bytes() == judge_file.read_bytes()
 
 
 def test_ids_come_from_the_benchmark_rows_or_the_prompt(tmp_path, kit_run):
     preds, _ = kit_run
-    evaluate.write_official_preds(preds, tmp_path / "pred.jsonl")
-    with_rows = evaluate.read_official_preds(tmp_path / "pred.jsonl", rows=ROWS)
+    paper_files.write_official_preds(preds, tmp_path / "pred.jsonl")
+    with_rows = paper_files.read_official_preds(tmp_path / "pred.jsonl", rows=ROWS)
     assert [p["id"] for p in with_rows] == [r["id"] for r in ROWS]
     assert [p["bucket"] for p in with_rows] == [r["bucket"] for r in ROWS]
-    bare = evaluate.read_official_preds(tmp_path / "pred.jsonl")
-    assert bare[1]["id"] == official_files.official_id(ROWS[1]["prompt"])
+    bare = paper_files.read_official_preds(tmp_path / "pred.jsonl")
+    assert bare[1]["id"] == paper_files.official_id(ROWS[1]["prompt"])
     assert bare[1]["language"] == "zh" and bare[1]["truncated"] is None
     with pytest.raises(LwError, match="not among the rows given"):
-        evaluate.read_official_preds(tmp_path / "pred.jsonl", rows=ROWS[:2])
+        paper_files.read_official_preds(tmp_path / "pred.jsonl", rows=ROWS[:2])
     moved = [{**r, "length": r["length"] + 1} for r in ROWS]
     with pytest.raises(LwError, match="asks for 101 words"):
-        evaluate.read_official_preds(tmp_path / "pred.jsonl", rows=moved)
+        paper_files.read_official_preds(tmp_path / "pred.jsonl", rows=moved)
 
 
 def test_a_judge_file_as_eval_quality_writes_it(tmp_path):
@@ -169,17 +170,17 @@ def test_a_judge_file_as_eval_quality_writes_it(tmp_path):
     judge_file.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n"
                                   for x in [*items, totals]), encoding="utf-8")
 
-    theirs = evaluate.read_official_preds(pred_file, rows=ROWS)
-    judged = evaluate.read_official_judgements(judge_file, theirs)
+    theirs = paper_files.read_official_preds(pred_file, rows=ROWS)
+    judged = paper_files.read_official_judgements(judge_file, theirs)
     assert [j["id"] for j in judged] == [r["id"] for r in ROWS]  # the predictions' order
     assert judged[3]["scores"]["Accuracy"] == 3.0 and judged[3]["raw_scores"] == scores["r3"]
     assert [j["unscored"] for j in judged[2:5:2]] == [judge.DROPPED] * 2
-    res = evaluate.results(theirs, judged)
+    res = longbench.results(theirs, judged)
     assert res["judge_coverage"] == 60.0
     assert res["S_q"] == pytest.approx(totals["total"], abs=0.0051)  # the kit rounds to 2 decimals
     assert res["q:Accuracy"] == pytest.approx(totals["Accuracy"])
     # Without the predictions the ids come from the prompts, in the file's order.
-    alone = evaluate.read_official_judgements(judge_file)
+    alone = paper_files.read_official_judgements(judge_file)
     assert [j["prompt"] for j in alone] == [ROWS[3]["prompt"], ROWS[0]["prompt"],
                                             ROWS[1]["prompt"]]
 
@@ -189,31 +190,31 @@ def test_files_the_kit_will_not_guess_about(tmp_path, kit_run):
     failed = [*preds[:2], {**ROWS[2], "status": "failed", "error": "timeout"}]
     path = tmp_path / "pred.jsonl"
     with pytest.raises(LwError, match="1 predictions failed.*skip_failed=True"):
-        evaluate.write_official_preds(failed, path)
+        paper_files.write_official_preds(failed, path)
     assert not path.exists()
-    assert evaluate.write_official_preds(failed, path, skip_failed=True)["left_out"] == ["r2"]
+    assert paper_files.write_official_preds(failed, path, skip_failed=True)["left_out"] == ["r2"]
 
     rows = lines(path)
     rows[0]["response_length"] += 3  # written by another counter
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     with pytest.raises(LwError, match="line 1: response_length 93.*recount=True"):
-        evaluate.read_official_preds(path)
-    assert evaluate.read_official_preds(path, recount=True)[0]["words"] == 90
+        paper_files.read_official_preds(path)
+    assert paper_files.read_official_preds(path, recount=True)[0]["words"] == 90
 
     judge_file = tmp_path / "judge.jsonl"
-    evaluate.write_official_judgements(judged, judge_file, preds)
+    paper_files.write_official_judgements(judged, judge_file, preds)
     *items, totals = lines(judge_file)
     totals["total"] += 1
     judge_file.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n"
                                   for x in [*items, totals]))
     with pytest.raises(LwError, match="totals line disagrees"):
-        evaluate.read_official_judgements(judge_file)
+        paper_files.read_official_judgements(judge_file)
     with pytest.raises(LwError, match="no 'scores' object"):
-        evaluate.read_official_judgements(path)
+        paper_files.read_official_judgements(path)
     with pytest.raises(LwError, match="no prediction to write"):
-        evaluate.write_official_judgements(judged, tmp_path / "j.jsonl", preds[:1])
+        paper_files.write_official_judgements(judged, tmp_path / "j.jsonl", preds[:1])
     with pytest.raises(LwError, match="no scored judgement"):
-        evaluate.write_official_judgements(judged[4:], tmp_path / "j.jsonl", preds)
+        paper_files.write_official_judgements(judged[4:], tmp_path / "j.jsonl", preds)
 
 
 class _Completions:

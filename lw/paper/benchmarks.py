@@ -1,100 +1,55 @@
 """The paper's benchmark prompts: LongBench-Write (120), its English half (60), LongWrite-Ruler (48).
 
-Files come from the official repository at a pinned commit and are checked by sha256:
+Files come from the official repository at a pinned commit, checked by sha256, through
+``lw.paper.fetch`` (``$LW_DATA_DIR``, then the cache, then a download):
 
-    rows = lw.datasets.load("longbench_write_en")      # [{"id", "prompt", "type", "length", ...}]
-    rows = lw.datasets.subset(rows, n=8, seed=0)        # stratified by length bucket and language
-    lw.datasets.check_rows(rows, ("id", "prompt", "length"), "my rows")  # LwError naming a bad row
-
-Where they come from, in order: ``$LW_DATA_DIR`` (a folder holding the files, e.g. an offline
-copy), the cache (``data/cache/longwriter/``), else a download from the official repository into
-the cache. A file whose checksum does not match is an error, never silently replaced.
+    rows = lw.paper.benchmarks.load("longbench_write_en")  # [{"id", "prompt", "type", "length", ...}]
+    rows = lw.paper.benchmarks.subset(rows, n=8, seed=0)   # stratified by length bucket and language
+    check_rows(rows, ("id", "prompt", "length"), "my rows")  # LwError naming a bad row
 """
 
-import hashlib
 import json
-import os
 import random
-import urllib.request
-from pathlib import Path
 
-from lw import paths, records, scoring, text
+from lw import records, scoring, text
 from lw.errors import LwError
+from lw.paper.fetch import Pinned, locate
 from lw.store import jsonl_lines
 
 COMMIT = "3fcfdff43deceb49f7936c6bf25ad88d61df0bfa"
-URL = f"https://raw.githubusercontent.com/THUDM/LongWriter/{COMMIT}/evaluation/{{name}}"
-FILES = {  # name -> (file, rows, sha256)
-    "longbench_write": ("longbench_write.jsonl", 120,
-                        "1f6e99497cc24d65894d65e014062f398ba946ebdd254b7f8b339e48d3ab5779"),
-    "longbench_write_en": ("longbench_write_en.jsonl", 60,
-                           "87800927761f340e48899e4df5d47fb7211ad4936a63420dbfa979660414259f"),
-    "longwrite_ruler": ("longwrite_ruler.jsonl", 48,
-                        "a1d4ebf0df0fa1600567691d11c9a52de3037c4a372970ed2e8f52f2889e0a62"),
+FILES = {  # name -> (the pinned file, its rows)
+    "longbench_write": (Pinned("evaluation/longbench_write.jsonl", COMMIT,
+                               "1f6e99497cc24d65894d65e014062f398ba946ebdd254b7f8b339e48d3ab5779"),
+                        120),
+    "longbench_write_en": (Pinned("evaluation/longbench_write_en.jsonl", COMMIT,
+                                  "87800927761f340e48899e4df5d47fb7211ad4936a63420dbfa979660414259f"),
+                           60),
+    "longwrite_ruler": (Pinned("evaluation/longwrite_ruler.jsonl", COMMIT,
+                               "a1d4ebf0df0fa1600567691d11c9a52de3037c4a372970ed2e8f52f2889e0a62"),
+                        48),
 }
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def locate(name: str, download: bool = True) -> Path:
-    """The verified local path of benchmark file ``name`` (see the module docstring)."""
+def path(name: str, download: bool = True):
+    """The verified local file of benchmark ``name`` (see ``lw.paper.fetch``)."""
     if name not in FILES:
         raise LwError(f"unknown benchmark {name!r}; the kit has {', '.join(FILES)}.")
-    filename, _, digest = FILES[name]
-    if os.environ.get("LW_DATA_DIR"):
-        path = Path(os.environ["LW_DATA_DIR"]).expanduser() / filename
-        if not path.exists():
-            raise LwError(f"LW_DATA_DIR={os.environ['LW_DATA_DIR']} has no {filename}. Put the "
-                          f"file there (from {URL.format(name=filename)}) or unset LW_DATA_DIR "
-                          "to let the kit download it.")
-        _verify(path, digest)
-        return path
-    path = paths.cache_dir() / "longwriter" / filename
-    if not path.exists():
-        if not download:
-            raise LwError(f"{filename} is not cached at {path}.")
-        _download(filename, path)
-    _verify(path, digest)
-    return path
-
-
-def _verify(path: Path, digest: str) -> None:
-    actual = sha256(path)
-    if actual != digest:
-        raise LwError(f"{path} has sha256 {actual[:16]}..., not the pinned {digest[:16]}...: the "
-                      f"file is corrupt or a different version. Delete it and fetch it again from "
-                      f"{URL.format(name=path.name)}.")
-
-
-def _download(filename: str, path: Path) -> None:
-    url = URL.format(name=filename)
-    tmp = path.with_suffix(".part")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            tmp.write_bytes(resp.read())
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise LwError(f"could not download {url} ({exc}). Without internet, download the file "
-                      f"on another machine into {path.parent}, or set LW_DATA_DIR to a folder "
-                      "holding the LongWriter evaluation files.") from exc
-    os.replace(tmp, path)
+    return locate(FILES[name][0], f"{name} benchmark file", download)
 
 
 def load(name: str) -> list[dict]:
     """Rows of a benchmark, each with ``id`` (file order), ``prompt``, ``type``, ``length``,
     ``language`` ("en"/"zh") and ``bucket`` (LongBench-Write's required-length bucket)."""
-    filename, n_rows, _ = FILES.get(name, (None, None, None))
+    file = path(name)
+    n_rows = FILES[name][1]
     rows = []
-    for i, line in enumerate(jsonl_lines(locate(name))):
+    for i, line in enumerate(jsonl_lines(file)):
         row = json.loads(line)
         row.update(id=f"{name}-{i:03d}", language=text.language(row["prompt"]),
                    bucket=scoring.bucket(row["length"]))
         rows.append(row)
     if len(rows) != n_rows:
-        raise LwError(f"{filename} has {len(rows)} rows, expected {n_rows}.")
+        raise LwError(f"{file} has {len(rows)} rows, expected {n_rows}.")
     return rows
 
 
@@ -125,7 +80,7 @@ def check_rows(rows, need: tuple[str, ...] = ("id", "prompt", "length"),
                 old = [k for k, v in records.ALIASES.items() if v == name and k in row]
                 hint = (f" It has {old[0]!r}, the old name: lw.records.Prompt.from_dict(row)"
                         ".to_dict() gives the row in the kit's names." if old else
-                        " Rows from lw.datasets.load and lw.data.instructions have "
+                        " Rows from lw.paper.benchmarks.load and lw.data.instructions have "
                         "id, prompt and length.")
                 has = ", ".join(sorted(row)) or "no fields"
                 raise LwError(f"{where} has no {name!r} (it has {has}).{hint}")

@@ -1,6 +1,6 @@
 """The paper's LongBench-Write results, as data to set a run beside.
 
-    lw.reference.paper_table()   # model, S, S_l, S_q, unverified (fields not checked in the text)
+    lw.paper.tables.paper_table()   # model, S, S_l, S_q, unverified (fields not checked in the text)
 
 Numbers marked unverified were recalled from the paper but could not be checked against its
 text; tables and plots must show them as such (``paper_table(mark=True)`` appends " *").
@@ -9,7 +9,7 @@ text; tables and plots must show them as such (``paper_table(mark=True)`` append
 import json
 from pathlib import Path
 
-FILE = Path(__file__).parent / "data" / "paper_results.json"
+FILE = Path(__file__).parent / "paper_results.json"
 
 
 def paper_rows() -> list[dict]:

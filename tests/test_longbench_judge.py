@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lw import evaluate, judge, scoring, store
+from lw import agentwrite, generation, judge, longbench, ruler, scoring, store
 from lw.errors import LwError
 from lw.llm.fake import ScriptedChatModel
 
@@ -15,11 +15,11 @@ GOOD = json.dumps({d: 4 for d in scoring.DIMENSIONS})
 
 def test_predict_is_resumable_and_flags_truncation(tmp_path):
     fake = ScriptedChatModel(lambda conv, prefix: "word " * 50)
-    preds = evaluate.predict(fake, ROWS[:2], tmp_path / "p.jsonl", max_new_tokens=20)
+    preds = generation.predict(fake, ROWS[:2], tmp_path / "p.jsonl", max_new_tokens=20)
     assert all(p["truncated"] and p["words"] == 20 for p in preds)
     assert preds[0]["settings"]["temperature"] == 0.5  # the paper's default
     again = ScriptedChatModel("unused")
-    preds2 = evaluate.predict(again, ROWS[:3], tmp_path / "p.jsonl", max_new_tokens=100)
+    preds2 = generation.predict(again, ROWS[:3], tmp_path / "p.jsonl", max_new_tokens=100)
     assert len(again.calls) == 1 and preds2[:2] == preds  # only the new row was generated
     assert not preds2[2]["truncated"]
 
@@ -29,10 +29,10 @@ def test_failed_predictions_are_returned_not_stored(tmp_path):
                              if "topic 1" in conv[0]["content"] else "fine words")
     with pytest.warns(UserWarning, match=r"1 of 2 requests to fake failed.*1 got no answer "
                                          r"\(transport.*down.*rerun with the same path"):
-        preds = evaluate.predict(fake, ROWS[:2], tmp_path / "p.jsonl", max_new_tokens=10)
+        preds = generation.predict(fake, ROWS[:2], tmp_path / "p.jsonl", max_new_tokens=10)
     assert [p["status"] for p in preds] == ["done", "failed"] and "down" in preds[1]["error"]
     fixed = ScriptedChatModel("fine words")
-    assert evaluate.predict(fixed, ROWS[:2], tmp_path / "p.jsonl", 10)[1]["status"] == "done"
+    assert generation.predict(fixed, ROWS[:2], tmp_path / "p.jsonl", 10)[1]["status"] == "done"
     assert len(fixed.calls) == 1  # only the failed row was asked again
 
 
@@ -41,7 +41,7 @@ def test_a_refused_prediction_says_what_to_change_not_rerun(tmp_path):
     fake = ScriptedChatModel(lambda conv, prefix: RuntimeError("400 from server: too long")
                              if "topic 1" in conv[0]["content"] else ConnectionError("reset"))
     with pytest.warns(UserWarning) as caught:
-        preds = evaluate.predict(fake, ROWS[:3], tmp_path / "p.jsonl", max_new_tokens=10)
+        preds = generation.predict(fake, ROWS[:3], tmp_path / "p.jsonl", max_new_tokens=10)
     (message,) = [str(w.message) for w in caught if "predict:" in str(w.message)]
     transport, refused = message.split("; 1 were refused")
     assert "2 got no answer (transport" in transport and "rerun with the same path" in transport
@@ -54,14 +54,14 @@ def test_results_per_bucket_and_overall(tmp_path):
     answers = {"r0": 100, "r1": 400, "r2": 2500, "r3": 0}
     fake = ScriptedChatModel(lambda conv, prefix: "word " * answers[
         next(r["id"] for r in ROWS if r["prompt"] == conv[0]["content"])])
-    preds = evaluate.predict(fake, ROWS, tmp_path / "p.jsonl", max_new_tokens=10_000)
+    preds = generation.predict(fake, ROWS, tmp_path / "p.jsonl", max_new_tokens=10_000)
     judged = judge.judge(ScriptedChatModel(GOOD), preds, tmp_path / "j.jsonl")
-    res = evaluate.results(preds, judged)
+    res = longbench.results(preds, judged)
     assert res["S_l[0,500)"] == 100 and res["S_l[500,2k)"] == 50 and res["S_l[4k,20k]"] == 0
     assert res["S_l"] == pytest.approx((100 + 50 + 100 + 0) / 4)
     assert res["S_q"] == 75 and res["judge_coverage"] == 100.0
     assert res["S"] == pytest.approx((res["S_l"] + 75) / 2)
-    assert evaluate.results(preds)["S"] is None  # no judge, no overall score
+    assert longbench.results(preds)["S"] is None  # no judge, no overall score
 
 
 def test_judge_retries_then_counts_what_never_parsed(tmp_path):
@@ -78,7 +78,7 @@ def test_judge_retries_then_counts_what_never_parsed(tmp_path):
     assert [j["attempts"] for j in out] == [2, 5, 1]
     assert out[1]["scores"] is None and "no JSON object" in out[1]["error"]
     assert seen == {"r0": 2, "r1": 5, "r2": 1}
-    res = evaluate.quality(out)
+    res = longbench.quality(out)
     assert res["judge_coverage"] == pytest.approx(66.7) and res["S_q"] == 75
     # Resumed: nothing is judged again.
     quiet = ScriptedChatModel("unused")
@@ -145,7 +145,7 @@ def test_probability_judge_on_tiny_random(tmp_path, tiny):
     for j in out:
         assert j["mode"] == "prob" and set(j["scores"]) == set(scoring.DIMENSIONS)
         assert all(1 <= v <= 5 for v in j["scores"].values())
-    assert evaluate.quality(out)["judge_coverage"] == 100.0
+    assert longbench.quality(out)["judge_coverage"] == 100.0
 
 
 def test_probability_judge_needs_a_local_model(tmp_path):
@@ -156,17 +156,17 @@ def test_probability_judge_needs_a_local_model(tmp_path):
 def test_ruler_table_and_max_length():
     preds = [{"id": str(i), "length": n, "words": w, "truncated": w > 900, "repetition": 0.1}
              for i, (n, w) in enumerate([(1000, 800), (1000, 1000), (5000, 700), (5000, 600)])]
-    table = evaluate.ruler_table(preds)
+    table = ruler.ruler_table(preds)
     assert table["required"].tolist() == [1000, 5000]
     assert table["mean_words"].tolist() == [900, 650] and table["max_words"].tolist() == [1000, 700]
     assert table["truncated"].tolist() == [1, 0]
-    assert evaluate.max_output_length(preds) == 1000
+    assert ruler.max_output_length(preds) == 1000
 
 
 def test_results_are_saved_with_their_versions(tmp_path, monkeypatch):
     monkeypatch.setenv("LW_HOME", str(tmp_path))
-    table = evaluate.results_table({"m": {"S": 50.0, "S_l": 60.0, "S_q": 40.0}}, label="run")
-    csv = evaluate.save_results(table, "lbw-test", "longbench_write_en", "judge_en@1")
+    table = longbench.results_table({"m": {"S": 50.0, "S_l": 60.0, "S_q": 40.0}}, label="run")
+    csv = longbench.save_results(table, "lbw-test", "longbench_write_en", "judge_en@1")
     meta = json.loads(csv.with_suffix(".json").read_text())
     assert meta["scorer_version"] == scoring.VERSION and meta["judge_prompt"] == "judge_en@1"
     assert meta["benchmark_sha256"].startswith("8780092776")
@@ -180,20 +180,20 @@ def test_agentwrite_predictions_have_the_prediction_shape(tmp_path):
                     "Paragraph 2 - Main Point: B - Word Count: 300 words")
         return "alpha beta gamma delta"
 
-    preds = evaluate.predict_agentwrite(ScriptedChatModel(reply), ROWS[1:2],
+    preds = agentwrite.predict_agentwrite(ScriptedChatModel(reply), ROWS[1:2],
                                         tmp_path / "a.jsonl")
     assert preds[0]["words"] == 8 and preds[0]["status"] == "done"
     assert preds[0]["model"]["method"] == "agentwrite" and not preds[0]["truncated"]
-    assert evaluate.results(preds)["n"] == 1
+    assert longbench.results(preds)["n"] == 1
 
 
 def test_run_model_resumes_by_spec_and_settings(tmp_path):
-    model, preds = evaluate.run_model("fake:three little words", ROWS[:2], tmp_path,
+    model, preds = longbench.run_model("fake:three little words", ROWS[:2], tmp_path,
                                       max_new_tokens=50)
     assert [p["words"] for p in preds] == [3, 3]
-    again, preds2 = evaluate.run_model("fake:other words", ROWS[:2], tmp_path, max_new_tokens=50)
+    again, preds2 = longbench.run_model("fake:other words", ROWS[:2], tmp_path, max_new_tokens=50)
     assert [p["words"] for p in preds2] == [2, 2]  # another spec: another file
-    _, aw = evaluate.run_model("agentwrite:fake:a b c", ROWS[:1], tmp_path, max_new_tokens=50)
+    _, aw = longbench.run_model("agentwrite:fake:a b c", ROWS[:1], tmp_path, max_new_tokens=50)
     assert aw[0]["model"]["method"] == "agentwrite" and aw[0]["words"] > 0
 
 
@@ -202,12 +202,12 @@ def test_paired_words_line_up_prompts_and_count_the_longer_ones():
             {"id": "c", "length": 3000, "words": 50}]
     tuned = [{"id": "c", "length": 3000, "words": 60}, {"id": "a", "length": 2000, "words": 700},
              {"id": "b", "length": 5000, "words": 100}]
-    table, longer = evaluate.paired_words({"base": base, "SFT": tuned})
+    table, longer = longbench.paired_words({"base": base, "SFT": tuned})
     assert list(table.index) == ["a", "b", "c"]
     assert table.loc["a", "SFT"] == 700 and table.loc["b", "required"] == 5000
     assert longer == {"SFT": 2}
     with pytest.raises(LwError, match="base"):
-        evaluate.paired_words({"SFT": tuned})
+        longbench.paired_words({"SFT": tuned})
 
 
 def test_results_count_the_answers_the_judge_saw_cut(tmp_path):
@@ -215,21 +215,21 @@ def test_results_count_the_answers_the_judge_saw_cut(tmp_path):
              for i, r in enumerate(ROWS)]  # 25, 50, 75 and 100 characters
     judged = judge.judge(ScriptedChatModel(GOOD), preds, tmp_path / "j.jsonl",
                          max_answer_chars=60)
-    res = evaluate.results(preds, judged)
+    res = longbench.results(preds, judged)
     assert res["judge_answers_cut"] == 2 and res["judge_coverage"] == 100.0
     assert res["judge_protocol"] == ["kit"]
     whole = judge.judge(ScriptedChatModel(GOOD), preds, tmp_path / "k.jsonl")
-    assert evaluate.results(preds, whole)["judge_answers_cut"] == 0
+    assert longbench.results(preds, whole)["judge_answers_cut"] == 0
     # Judgements stored before the judge recorded cuts cannot say how many it cut.
     old = [{k: v for k, v in j.items() if k != "answer_cut"} for j in whole]
-    assert evaluate.results(preds, old)["judge_answers_cut"] is None
-    assert evaluate.results(preds)["judge_answers_cut"] is None
+    assert longbench.results(preds, old)["judge_answers_cut"] is None
+    assert longbench.results(preds)["judge_answers_cut"] is None
 
 
 def test_run_model_loads_with_its_options_and_files_by_them(tmp_path):
     settings = dict(max_new_tokens=2, temperature=0.0)
-    plain, _ = evaluate.run_model("tiny-random", ROWS[:1], tmp_path, 2, **settings)
-    inst, preds = evaluate.run_model("tiny-random", ROWS[:1], tmp_path, 2,
+    plain, _ = longbench.run_model("tiny-random", ROWS[:1], tmp_path, 2, **settings)
+    inst, preds = longbench.run_model("tiny-random", ROWS[:1], tmp_path, 2,
                                      load_options={"prompt_format": "inst"}, **settings)
     assert (plain.prompt_format, inst.prompt_format) == ("chat", "inst")
     assert preds[0]["model"]["prompt_format"] == "inst"
@@ -241,19 +241,19 @@ def test_run_model_loads_with_its_options_and_files_by_them(tmp_path):
 def test_rows_missing_a_field_are_refused_before_any_request(tmp_path):
     fake = ScriptedChatModel("words")
     with pytest.raises(LwError, match=r"predict\[1\] \(id 'r1'\) has no 'prompt'"):
-        evaluate.predict(fake, [ROWS[0], {"id": "r1", "length": 50}], tmp_path / "p.jsonl", 10)
+        generation.predict(fake, [ROWS[0], {"id": "r1", "length": 50}], tmp_path / "p.jsonl", 10)
     with pytest.raises(LwError, match=r"predict\[0\] has no 'id'"):
-        evaluate.predict(fake, [{"prompt": "Write.", "length": 50}], tmp_path / "p.jsonl", 10)
+        generation.predict(fake, [{"prompt": "Write.", "length": 50}], tmp_path / "p.jsonl", 10)
     with pytest.raises(LwError, match=r"predict\[0\] \(id 'r0'\): 'length'.*got 0"):
-        evaluate.predict(fake, [{**ROWS[0], "length": 0}], tmp_path / "p.jsonl", 10)
+        generation.predict(fake, [{**ROWS[0], "length": 0}], tmp_path / "p.jsonl", 10)
     with pytest.raises(LwError, match=r"judge\[0\] \(id 'r0'\) has no 'prompt'"):
         judge.judge(fake, [{"id": "r0", "response": "x"}], tmp_path / "j.jsonl")
     assert fake.calls == []
     preds = [{**r, "status": "done", "response": "w", "words": 1} for r in ROWS[:2]]
     with pytest.raises(LwError, match=r"predictions\[1\] \(id 'r1'\) has no 'length'"):
-        evaluate.results([preds[0], {k: v for k, v in preds[1].items() if k != "length"}])
+        longbench.results([preds[0], {k: v for k, v in preds[1].items() if k != "length"}])
     with pytest.raises(LwError, match=r"predictions\[0\] \(id 'r0'\): 'length'.*got -3"):
-        evaluate.results([{**preds[0], "length": -3}])
+        longbench.results([{**preds[0], "length": -3}])
     # Short prompts without a length (lw.data.short_answers) are fine for predict.
-    assert evaluate.predict(fake, [{"id": "s", "prompt": "Hi."}], tmp_path / "s.jsonl",
+    assert generation.predict(fake, [{"id": "s", "prompt": "Hi."}], tmp_path / "s.jsonl",
                             10)[0]["status"] == "done"

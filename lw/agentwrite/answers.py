@@ -1,0 +1,30 @@
+"""AgentWrite as a model under evaluation: benchmark rows written by AgentWrite, returned in
+``lw.generation.predict``'s record shape, so LongBench-Write scores them like any model's
+(``lw.longbench.run_model("agentwrite:<spec>", ...)``).
+"""
+
+from lw.agentwrite.writer import AgentWriter
+from lw.generation import VERSION
+from lw.paper.benchmarks import check_rows
+
+
+def predict_agentwrite(model, rows: list[dict], path, config=None) -> list[dict]:
+    """Predictions written by AgentWrite instead of one call: each row's prompt and required
+    length go to ``lw.agentwrite.AgentWriter``; the records come back in ``predict``'s shape
+    (``truncated`` is never set: AgentWrite has no overall budget)."""
+    check_rows(rows, ("id", "prompt", "length"), "the rows given to predict_agentwrite")
+    items = [{"id": r["id"], "prompt": r["prompt"], "length": r["length"]} for r in rows]
+    records = AgentWriter(model, path, config).run(items)
+    out = []
+    for row, rec in zip(rows, records, strict=True):
+        if rec["status"] != "done":  # pending: a server outage, asked again by a rerun
+            out.append({**row, "status": "failed", "error": rec.get("error"),
+                        "pending": bool(rec.get("pending"))})
+            continue
+        out.append({**row, "status": "done", "response": rec["response"], "words": rec["words"],
+                    "repetition": rec["repetition"], "completion_tokens": rec["completion_tokens"],
+                    "finish_reason": "stop", "truncated": False, "seconds": rec["seconds"],
+                    "model": {**rec["model"], "method": "agentwrite"},
+                    "settings": rec["settings"], "versions": {"evaluate": VERSION,
+                                                              "prompt": rec["prompt_version"]}})
+    return out

@@ -1,0 +1,42 @@
+"""LongWrite-Ruler (paper section 2, notebook 01): how long a model writes when asked for
+1,000 to 30,000 words.
+
+    rows = lw.paper.benchmarks.subset(lw.paper.benchmarks.load("longwrite_ruler"), n=8)
+    preds = lw.generation.predict(model, rows, path, max_new_tokens=...)
+    ruler_table(preds)           # per required length: mean / max words, truncated, capped
+    max_output_length(preds)     # the longest answer in words
+
+    python -m lw.ruler --model smollm2-135m --prompts 8 --max-new-tokens 2048
+"""
+
+from lw import records
+from lw.paper.benchmarks import check_rows
+
+
+def ruler_table(preds: list[dict]):
+    """LongWrite-Ruler: per required length, prompts, mean and max words, mean usable words
+    (``lw.records.answer_usable_words``; NaN where no response text was kept), how many the token limit cut
+    (``truncated``), how many had their budget lowered by the context (``capped``) and mean
+    repetition (near 1: the model looped to the limit)."""
+    import pandas as pd
+
+    check_rows(preds, ("id", "length"), "the predictions")
+    table = pd.DataFrame([{"id": p["id"], "required": p["length"], "words": p.get("words", 0),
+                           "usable_words": records.answer_usable_words(p),
+                           "truncated": bool(p.get("truncated")), "capped": bool(p.get("capped")),
+                           "repetition": p.get("repetition", 0.0)} for p in preds],
+                         columns=["id", "required", "words", "usable_words", "truncated",
+                                  "capped", "repetition"]).astype({"usable_words": float})
+    grouped = table.groupby("required")
+    return grouped.agg(prompts=("id", "count"), mean_words=("words", "mean"),
+                       max_words=("words", "max"), mean_usable_words=("usable_words", "mean"),
+                       truncated=("truncated", "sum"), capped=("capped", "sum"),
+                       repetition=("repetition", "mean")).assign(
+        mean_words=lambda d: d["mean_words"].round(0),
+        mean_usable_words=lambda d: d["mean_usable_words"].round(0),
+        repetition=lambda d: d["repetition"].round(3)).reset_index()
+
+
+def max_output_length(preds: list[dict]) -> int:
+    """The longest answer in words: the model's maximum output length on these prompts."""
+    return max((p.get("words", 0) for p in preds), default=0)
