@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=8, help="batch size of the kit's runner")
     args = ap.parse_args(argv)
     model = lw.llm.load(args.model)
-    rows = lw.instructions.load(min_words=1000, n=args.items, seed=0)
+    rows = lw.data.instructions("kit", min_words=1000, n=args.items, seed=0)
     items = [{"id": r["id"], "instruction": r["prompt"], "target_words": args.words}
              for r in rows]
     cfg = AgentWriteConfig(plan_mode="scaffold", scaffold_words_per_step=args.step_words,

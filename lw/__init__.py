@@ -15,7 +15,7 @@ import importlib
 from lw.errors import LwError
 
 __version__ = "0.1.0"
-_SUBMODULES = ("agentwrite", "data", "generation", "instructions", "judge", "llm", "longbench", "paper", "paths",
+_SUBMODULES = ("agentwrite", "data", "generation", "judge", "llm", "longbench", "paper", "paths",
                "plots", "prompts", "records", "ruler", "run", "stats",
                "scoring", "serve", "sft", "store", "text", "controlled", "report", "profiles")
 __all__ = ["LwError", "__version__", *_SUBMODULES]

@@ -260,3 +260,53 @@ def _summary(answers: list[dict], data_words: list[int]) -> dict:
             if done else None,
             "failed": len(answers) - len(done)}
 
+
+
+def main(argv=None) -> int:
+    """``python -m lw.controlled``: notebook 06 from the command line (its profile's defaults):
+    one model per cap and training seed, their answers to LongWrite-Ruler, and Spearman's rank
+    correlation of the cap with the usable words written, with its 95% interval."""
+    import argparse
+
+    import lw.sft
+    from lw import paths, profiles, stats
+    from lw.paper import benchmarks
+
+    ap = argparse.ArgumentParser(prog="python -m lw.controlled", description=main.__doc__)
+    ap.add_argument("--size", choices=paths.SIZES, help="default $LW_SIZE, else small")
+    ap.add_argument("--model", help="the base model to fine-tune (default the size's)")
+    ap.add_argument("--pool", action="append",
+                    help="conversation file or hub id (repeat; default the profile's, else "
+                         "notebook 04's two files in the run folder)")
+    ap.add_argument("--design", choices=DESIGNS)
+    ap.add_argument("--caps", type=int, nargs="+")
+    ap.add_argument("--seeds", type=int, nargs="+", help="training seeds")
+    ap.add_argument("--seed", type=int, default=0, help="the subset draw and the prompt pick")
+    args = ap.parse_args(argv)
+    size = profiles.resolve_size(args.size, model=args.model)
+    lw.sft.check_trainable(size.model)
+    p = profiles.get("06", size)
+    run_folder = paths.run_dir(size.name)
+    sources = args.pool or list(p.pool) or [str(run_folder / "data" / "longwriter-kit.jsonl"),
+                                            str(run_folder / "data" / "general-self.jsonl")]
+    pool = [c for source in sources for c in lw.sft.load_conversations(source)]
+    subsets = make_subsets(pool, args.caps or list(p.caps), design=args.design or p.design,
+                           n=p.n_per_cap, seed=args.seed)
+    prompts = benchmarks.subset(benchmarks.load("longwrite_ruler"), n=p.n_prompts,
+                                seed=args.seed, languages=("en",))
+    result = run(subsets, paths.home() / p.recipe, prompts, run_folder / "controlled",
+                 max_new_tokens=p.max_new_tokens, seeds=args.seeds or list(p.train_seeds),
+                 batch_size=size.batch_size,
+                 overrides=dict(model=size.model, save_strategy="no", **p.recipe_overrides),
+                 temperature=p.temperature, repetition_penalty=p.repetition_penalty)
+    print(result.table.to_string(index=False))
+    caps, y = stats.values_by_cap(result.preds, "usable_words")
+    rho = stats.spearman(caps, y, seeds="crossed")
+    print(f"Spearman(cap, usable words) = {rho['estimate']:.2f} [{rho['low']:.2f}, "
+          f"{rho['high']:.2f}] over {rho['n_prompts']} prompts x {rho['n_seeds']} seeds: "
+          f"{stats.verdict(rho, up='rises', down='falls', same='no clear trend')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,9 +48,8 @@ def predict(model, rows: list[dict], path, max_new_tokens: int, temperature: flo
         One record per row, in order. A failed request (``status`` "failed", with its
         ``error``) is returned, not stored, so a rerun retries it; a warning counts them.
     """
-    from tqdm.auto import tqdm
-
     from lw.llm.base import Request
+    from lw.progress import bar as tqdm
 
     check_rows(rows, ("id", "prompt"), "the rows given to predict")
     store = ResultStore(path, key="id")

@@ -333,7 +333,7 @@ def _judge_text(model, todo, store, base, asks, settings, protocol, no_answer, r
 
 
 def _judge_prob(model, todo, store, base, asks, progress) -> None:
-    from tqdm.auto import tqdm
+    from lw.progress import bar as tqdm
 
     for p in tqdm(todo, desc=f"judge {model.spec}", disable=not progress):
         prompt, answer = asks[str(p["id"])]

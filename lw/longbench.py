@@ -284,3 +284,43 @@ def _served_weights(**specs) -> dict:
             if version is not None:
                 out[f"{key}_weights"] = version
     return out
+
+
+def main(argv=None) -> int:
+    """``python -m lw.longbench``: notebook 03 from the command line (its profile's defaults)."""
+    import argparse
+
+    import lw.llm
+    from lw import paths, profiles
+    from lw.paper import benchmarks
+
+    ap = argparse.ArgumentParser(prog="python -m lw.longbench",
+                                 description=__doc__.split("\n\n")[0])
+    profiles.add_run_arguments(ap, "longbench_write")
+    ap.add_argument("--judge", help="judge spec (default: each model judges itself)")
+    ap.add_argument("--judge-protocol", choices=("kit", "official"), default="kit")
+    ap.add_argument("--benchmark", choices=tuple(benchmarks.FILES)[:2])
+    args = ap.parse_args(argv)
+    size = profiles.resolve_size(args.size)
+    p = profiles.get("03", size)
+    released = ([profiles.full_model(m) for m in lw.llm.RELEASED] if p.released_models
+                else None)
+    models = args.model or released or [size.model]
+    benchmark = args.benchmark or p.benchmark
+    rows = benchmarks.subset(benchmarks.load(benchmark), n=args.prompts or p.n_prompts,
+                             seed=args.seed, max_length=p.max_required)
+    folder = args.out or paths.run_dir(size.name) / "longbench_write"
+    preds, judged = run_models(models, rows, folder, size.batch_size,
+                               load_options={s: size.options(s) for s in models},
+                               judge=args.judge, judge_protocol=args.judge_protocol,
+                               max_new_tokens=args.max_new_tokens or p.max_new_tokens,
+                               temperature=args.temperature, seed=args.seed)
+    table = results_table({s: results(preds[s], judged[s]) for s in models},
+                          label=f"{benchmark}, {len(rows)} prompts")
+    cols = ["model", "S", "S_l", "S_q", "mean_words", "judge_coverage", "truncated", "failed"]
+    print(table[cols].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

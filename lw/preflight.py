@@ -14,7 +14,7 @@ included), a server is asked for its ``/v1/models`` only. Training memory is not
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from lw import instructions, profiles
+from lw import data, profiles
 from lw.llm.base import byte_bound
 from lw.llm.context import TOKENS_PER_WORD, plan
 from lw.paper import benchmarks
@@ -115,7 +115,7 @@ def _work(size, parameters: dict) -> list[dict]:
     out.append(dict(notebook="01", models=get("MODELS") or [size.model], rows=rows,
                     budget=get("MAX_NEW_TOKENS") or p.max_new_tokens))
     p = profiles.get("02", size)
-    rows = instructions.load(min_words=2000, max_words=get("MAX_WORDS") or p.max_words,
+    rows = data.instructions("kit", min_words=2000, max_words=get("MAX_WORDS") or p.max_words,
                              n=get("N_INSTRUCTIONS") or p.n_instructions)
     out.append(dict(notebook="02", models=[model], rows=rows,
                     budget=get("DIRECT_MAX_NEW_TOKENS") or p.direct_max_new_tokens,

@@ -354,3 +354,19 @@ def get(notebook: str, size):
         raise LwError(f"unknown size {name!r} for {key}: use one of "
                       f"{', '.join(SIZES)} (lw.profiles.resolve_size gives a Size).")
     return PROFILES[key][name]
+
+
+def add_run_arguments(ap, folder: str, several: bool = True) -> None:
+    """The options every stage command shares (``python -m lw.<stage>``): the size, the model(s),
+    how many prompts, the budget, temperature and seed, the results folder. What is left out
+    comes from the size and the notebook's profile, as in the notebook."""
+    from lw.paths import SIZES as sizes
+
+    ap.add_argument("--size", choices=sizes, help="default $LW_SIZE, else small")
+    ap.add_argument("--model", action="append" if several else "store",
+                    help="lw.llm.load spec" + (" (repeat for several)" if several else ""))
+    ap.add_argument("--prompts", type=int, help="how many prompts (default the profile's)")
+    ap.add_argument("--max-new-tokens", type=int, help="budget (default the profile's)")
+    ap.add_argument("--temperature", type=float, default=0.5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help=f"results folder (default <run folder>/{folder})")

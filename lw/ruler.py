@@ -40,3 +40,52 @@ def ruler_table(preds: list[dict]):
 def max_output_length(preds: list[dict]) -> int:
     """The longest answer in words: the model's maximum output length on these prompts."""
     return max((p.get("words", 0) for p in preds), default=0)
+
+
+def run(models, rows: list[dict], folder, size, **settings) -> dict:
+    """Notebook 01's generation: each model answers ``rows`` (one loaded at a time, closed
+    before the next), through ``lw.generation.predict`` into a file under ``folder`` named by
+    model and settings, so a rerun resumes. ``size`` (``lw.profiles.Size``) gives the batch and
+    the load options. Returns ``{spec: predictions}``."""
+    import lw.llm
+    from lw.generation import predict
+    from lw.store import keyed_path
+
+    preds = {}
+    for spec in models:
+        model = lw.llm.load(spec, batch_size=size.batch_size, **size.options(spec))
+        try:
+            path = keyed_path(folder, "preds", model=spec, **settings)
+            preds[spec] = predict(model, rows, path, **settings)
+        finally:
+            model.close()  # one model (and its server) at a time
+    return preds
+
+
+def main(argv=None) -> int:
+    """``python -m lw.ruler``: notebook 01 from the command line (its profile's defaults)."""
+    import argparse
+
+    from lw import paths, profiles
+    from lw.paper import benchmarks
+
+    ap = argparse.ArgumentParser(prog="python -m lw.ruler", description=__doc__.split("\n\n")[0])
+    profiles.add_run_arguments(ap, "ruler")
+    args = ap.parse_args(argv)
+    size = profiles.resolve_size(args.size)
+    p = profiles.get("01", size)
+    rows = benchmarks.subset(benchmarks.load("longwrite_ruler"), n=args.prompts or p.n_prompts,
+                             seed=args.seed, max_length=p.max_required,
+                             languages=tuple(p.languages))
+    settings = dict(max_new_tokens=args.max_new_tokens or p.max_new_tokens,
+                    temperature=args.temperature, repetition_penalty=1.0, seed=args.seed)
+    folder = args.out or paths.run_dir(size.name) / "ruler"
+    preds = run(args.model or [size.model], rows, folder, size, **settings)
+    for spec, answers in preds.items():
+        print(f"{spec} · maximum output length: {max_output_length(answers)} words")
+        print(ruler_table(answers).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -63,7 +63,12 @@ def run(size: str, only: list[str] | None = None, force: bool = False,
               if not only or any(nb.name.startswith(o) or nb.stem == o for o in only)]
     if not chosen:
         raise LwError(f"no notebooks match {only} in {folder or paths.home() / 'notebooks'}.")
-    os.environ.update(LW_RUN_DIR=str(out), LW_SIZE=size)  # the kernels inherit these
+    # The kernels inherit these. A saved widget shows only its first state (0/N), so a finished
+    # run would look unstarted: LW_PROGRESS=text makes the kit's bars plain text ending on their
+    # final state (lw.progress), and HF_HUB_DISABLE_PROGRESS_BARS silences transformers' and
+    # the hub's own (weights loading, downloads).
+    os.environ.update(LW_RUN_DIR=str(out), LW_SIZE=size, LW_PROGRESS="text",
+                      HF_HUB_DISABLE_PROGRESS_BARS="1")
     (out / "done").mkdir(parents=True, exist_ok=True)
     timings = {}
     for nb in chosen:

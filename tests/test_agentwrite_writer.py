@@ -236,31 +236,31 @@ def test_through_a_server_an_outage_is_pending_and_a_400_is_stored_with_advice(t
         "done"
 
 
-def test_write_direct_keeps_an_outage_pending_and_stores_a_refusal(tmp_path):
+def test_write_direct_follows_the_runners_rule_for_failures(tmp_path):
+    """write_direct answers through lw.generation.predict: an outage and a refusal are both
+    returned failed (the outage pending) and neither is stored; a rerun asks only for them."""
     path = tmp_path / "d.jsonl"
     items = [{"id": "a", "prompt": "Write A."}, {"id": "b", "prompt": "Write B."},
              {"id": "c", "prompt": "Write C."}]
-    errors = {"Write A.": ConnectionError("reset"), "Write B.": RuntimeError("400: too long")}
+    # The OpenAI-compatible backend's words when its retries are spent mark an outage.
+    errors = {"Write A.": ConnectionError("gave up after 3 attempts: reset"),
+              "Write B.": RuntimeError("400: too long")}
 
     def reply(conv, prefix):
         return errors.get(conv[-1]["content"], "An answer.")
 
-    with pytest.warns(UserWarning) as caught:
+    with pytest.warns(UserWarning, match="2 of 3 requests .* failed; none is stored"):
         recs = write_direct(ScriptedChatModel(reply), items, path, max_new_tokens=16)
-    messages = " | ".join(str(w.message) for w in caught)
-    assert "1 of 3 items got no answer" in messages and "stored as failed" in messages
     assert [r["status"] for r in recs] == ["failed", "failed", "done"]
-    assert recs[0]["pending"] is True and "shorten the instruction" in recs[1]["error"]
-    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["b", "c"]
+    assert recs[0]["pending"] is True  # an outage: a plain rerun asks it again
+    assert recs[1]["pending"] is False and "400: too long" in recs[1]["error"]
+    assert all(r["mode"] == "direct" for r in recs)
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["c"]
     errors.clear()
     fake = ScriptedChatModel(reply)
-    with pytest.warns(UserWarning, match="stored by an earlier run.*retry_failed=True"):
-        recs = write_direct(fake, items, path, max_new_tokens=16)
-    assert len(fake.calls) == 1 and [r["status"] for r in recs] == ["done", "failed", "done"]
-    fake = ScriptedChatModel(reply)
-    recs = write_direct(fake, items, path, max_new_tokens=16, retry_failed=True)
-    assert len(fake.calls) == 1 and [r["status"] for r in recs] == ["done"] * 3
-    assert len(lw.store.ResultStore(path)) == 3  # the refusal's line is superseded, not doubled
+    recs = write_direct(fake, items, path, max_new_tokens=16)
+    assert len(fake.calls) == 2 and [r["status"] for r in recs] == ["done"] * 3
+    assert len(lw.store.ResultStore(path)) == 3
 
 
 def test_unusable_free_plan_falls_back_to_scaffold(tmp_path):

@@ -254,7 +254,7 @@ def test_local_model_applies_everything(tiny):
 
 
 def test_dpo_samples_copies_together_only_where_they_differ(tmp_path):
-    from lw.sft.dpo import sample
+    from lw.data.pairs import sample
 
     class Distinct(ScriptedChatModel):
         @property

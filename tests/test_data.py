@@ -1,4 +1,4 @@
-"""lw.data and lw.sft.data: instruction sources, the filters, saved files and mixing."""
+"""lw.data and lw.sft.conversations: instruction sources, the filters, saved files and mixing."""
 
 import json
 
@@ -8,7 +8,7 @@ import lw
 from lw.data import Filters, check, instructions, select
 from lw.errors import LwError
 from lw.sft.config import DataSettings
-from lw.sft.data import as_conversation, conversations_for, load, mix
+from lw.sft.conversations import as_conversation, conversations_for, load, mix
 
 GOOD = ("The harbour wakes before the town does. Fishing boats slip their ropes, gulls argue "
         "over the nets, and the baker's first loaves steam on the quay. ")

@@ -30,7 +30,7 @@ def test_a_model_chosen_for_the_full_size_is_kept(monkeypatch):
 
 
 def test_the_full_sizes_vllm_model_can_be_fine_tuned_from_its_weights():
-    from lw.sft.train import model_path
+    from lw.sft.config import model_path
 
     assert model_path(f"vllm:{profiles.FULL_MODEL}") == model_path(f"hf:{profiles.FULL_MODEL}")
 

@@ -39,3 +39,26 @@ def test_run_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.delenv("LW_RUN_DIR")
     monkeypatch.setenv("LW_HOME", str(tmp_path / "home"))
     assert paths.run_dir("mock") == tmp_path / "home" / "runs" / "mock"
+
+
+def test_a_saved_run_shows_each_progress_bar_finished(monkeypatch):
+    """Under the runner (LW_PROGRESS=text) a bar is plain text whose last state is written when
+    it closes, so the executed notebook shows 8/8, not a widget's first 0/8."""
+    import io
+
+    from lw import progress
+
+    out = io.StringIO()
+    monkeypatch.setenv(progress.VAR, "text")
+    with progress.bar(total=8, desc="predict tiny-random", file=out) as b:
+        for _ in range(8):
+            b.update(1)
+    last = out.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("predict tiny-random: 100%") and "8/8" in last
+    assert len(out.getvalue().split("\r")) <= 4  # refreshed at most a minute apart, not per step
+    monkeypatch.delenv(progress.VAR)
+    from tqdm.std import tqdm as plain
+
+    with progress.bar(total=1, file=io.StringIO(), disable=True) as b:
+        assert isinstance(b, plain)  # tqdm.auto's choice: a subclass of the plain bar
+

@@ -16,6 +16,8 @@ def test_report_from_a_real_mock_run(tmp_path, monkeypatch):
     # notebooks nbval runs later in the same session read them).
     monkeypatch.setenv("LW_RUN_DIR", str(out))
     monkeypatch.setenv("LW_SIZE", "mock")
+    monkeypatch.setenv("LW_PROGRESS", "text")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     summary = run.run("mock", only=["01", "02", "03"], out=out)
     assert set(summary["records"]) == {"01_longwrite_ruler", "02_agentwrite", "03_longbench_write"}
     text = (out / "REPORT.md").read_text()
@@ -34,3 +36,12 @@ def test_report_from_a_real_mock_run(tmp_path, monkeypatch):
     lbw = summary["records"]["03_longbench_write"]
     assert all(f"| {m} |" in text for m in lbw["results"])
     assert json.loads((out / "summary.json").read_text())["records"] == summary["records"]
+    # The saved copy shows each bar finished (lw.progress), not a widget's first 0/N state.
+    cells = json.loads((out / "01_longwrite_ruler.ipynb").read_text())["cells"]
+    outputs = [o for c in cells for o in c.get("outputs", [])]
+    streams = "".join("".join(o["text"]) for o in outputs if o["output_type"] == "stream")
+    bars = [x for x in streams.replace("\r", "\n").splitlines() if "predict tiny-random" in x]
+    assert bars and "100%" in bars[-1] and "| 3/3 " in bars[-1], bars
+    widgets = [o for o in outputs if o["output_type"] == "display_data"
+               and "%|" in "".join(o["data"].get("text/plain", ""))]
+    assert not widgets, widgets  # no bar saved as a widget frozen at its first state

@@ -248,7 +248,7 @@ def test_lora_adapters_merge_into_a_model_that_reloads_with_the_same_logits(tmp_
     from transformers import AutoModelForCausalLM
 
     import lw
-    from lw.sft.train import model_path
+    from lw.sft.config import model_path
 
     # Saved in fp32 so that the merged model and base + adapter compare at fp32 tolerance on
     # any device (all three are loaded on the CPU in fp32 here).

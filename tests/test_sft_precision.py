@@ -77,7 +77,7 @@ def test_lora_merges_into_the_named_dtype(tmp_path):
 def test_a_sharded_checkpoint_is_rewritten_in_the_named_dtype(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from lw.sft.train import model_path
+    from lw.sft.config import model_path
 
     model = AutoModelForCausalLM.from_pretrained(model_path("tiny-random"), dtype=torch.float32)
     model.save_pretrained(tmp_path)

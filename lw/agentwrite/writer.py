@@ -119,7 +119,7 @@ class AgentWriter(PlanStage):
                 would give the same unusable plan). Without it a failure stays as stored.
             progress: show a progress bar over paragraphs.
         """
-        from tqdm.auto import tqdm
+        from lw.progress import bar as tqdm
 
         items = make_items(instructions, self.config.default_target_words)
         context_warning(self.model, items, self.config.mode)

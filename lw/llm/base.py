@@ -324,7 +324,7 @@ class ChatModel(ABC):
         call per setting, and the next round is what their callbacks returned. Local and
         OpenAI-compatible backends override it to start new requests as soon as a slot frees.
         """
-        from tqdm.auto import tqdm
+        from lw.progress import bar as tqdm
 
         pending = [self._checked(r) for r in requests]
         # A round goes out in slices of about two batches, in request order, so callers that

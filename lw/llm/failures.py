@@ -5,13 +5,13 @@ A backend asked with ``errors="return"`` hands back a failed reply as a ``Genera
 was in ``extra["error_kind"]``:
 
 - ``TRANSPORT``: no answer came back (connection refused or dropped, timeouts, 5xx, 429) after
-  the backend's own retries. The same request may well succeed later, so ``predict``, the judge,
-  AgentWrite and ``write_direct`` keep such an item pending: nothing is stored for it, and a plain
-  rerun with the same path asks it again.
+  the backend's own retries. The same request may well succeed later, so ``predict`` (and
+  ``write_direct`` over it), the judge and AgentWrite keep such an item pending: nothing is
+  stored for it, and a plain rerun with the same path asks it again.
 - ``REQUEST``: the server answered that the request itself is wrong (400/422: a prompt longer
   than the model's context, a setting it refuses), or a local backend failed on it. Asking again
-  unchanged fails again, so the item is stored (AgentWrite, ``write_direct``) or returned
-  (``predict``, the judge) with advice on what to change, never "rerun to retry".
+  unchanged fails again, so the item is stored (AgentWrite) or returned (``predict`` and
+  ``write_direct`` over it, the judge) with advice on what to change, never "rerun to retry".
 
 A failure that carries no mark (local backends, the scripted fake's plain exceptions) counts as
 ``REQUEST``, unless its text is the OpenAI-compatible backend's "gave up after N attempts", as

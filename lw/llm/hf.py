@@ -197,7 +197,7 @@ class HFChatModel(ChatModel):
         as a row is free (see ``ChatModel.stream``)."""
         if self.engine == "hf":
             return super().stream(requests, on_done, progress=progress, errors=errors, desc=desc)
-        from tqdm.auto import tqdm
+        from lw.progress import bar as tqdm
 
         count = iter(range(1 << 62))
 
@@ -222,7 +222,7 @@ class HFChatModel(ChatModel):
             self._engine().run([job(r) for r in requests], done, errors=errors, bar=bar)
 
     def _generate(self, convs, prefixes, cfg, *, progress, errors):
-        from tqdm.auto import tqdm
+        from lw.progress import bar as tqdm
 
         ids = [self._ids(c, p) for c, p in zip(convs, prefixes, strict=True)]
         fitted = [self.fit(c, p, cfg, prompt_tokens=len(x))

@@ -336,7 +336,7 @@ class OpenAIChatModel(ChatModel):
     def stream(self, requests, on_done, *, progress=False, errors="return", desc=None) -> None:
         """Up to ``concurrency`` requests in flight; the follow-ups ``on_done`` returns are sent
         as soon as it returns them (see ``ChatModel.stream``)."""
-        from tqdm.auto import tqdm
+        from lw.progress import bar as tqdm
 
         self._check_once()
         with ThreadPoolExecutor(self.concurrency) as pool, \
@@ -362,7 +362,7 @@ class OpenAIChatModel(ChatModel):
                     futures.update(submit(r) for r in on_done(request, gen) or ())
 
     def _generate(self, convs, prefixes, cfg, *, progress, errors):
-        from tqdm.auto import tqdm
+        from lw.progress import bar as tqdm
 
         self._check_once()
         results: list[Generation | None] = [None] * len(convs)

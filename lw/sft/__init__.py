@@ -21,8 +21,8 @@ from lw.sft.config import (
     check_trainable,
     load_recipe,
 )
-from lw.sft.data import load as load_conversations
-from lw.sft.data import mix
+from lw.sft.conversations import load as load_conversations
+from lw.sft.conversations import mix
 from lw.sft.probe import bf16_update_probe
 from lw.sft.tokens import Collator, block_causal_mask, pack, tokenize, tokenize_one
 from lw.sft.train import TrainResult, train, weighted_loss

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lw.sft", description=__doc__.split("\n\n")[0])
     ap.add_argument("recipe", help="a recipe YAML (see recipes/)")
     ap.add_argument("--data", help="training conversations (JSONL, datasets folder or hub:<id>)")
-    ap.add_argument("--pairs", help="DPO stage: JSONL of preference pairs (lw.sft.dpo.make_pairs)")
+    ap.add_argument("--pairs", help="DPO stage: JSONL of preference pairs (lw.data.pairs.make_pairs)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a recipe value (repeatable)")
     ap.add_argument("--force", action="store_true", help="train again even if finished")

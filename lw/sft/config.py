@@ -34,17 +34,11 @@ from transformers import TrainingArguments
 
 from lw.errors import LwError
 from lw.sft.loss import DEFAULT_CHUNK_TOKENS
+from lw.sft.precision import SAVE_HELP, WEIGHTS_HELP, check_precision
 
 STAGES = ("sft", "dpo")
 WEIGHTINGS = ("token", "sequence")
-WEIGHTS_DTYPES = ("float32", "bfloat16")
-SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 PACKED_ATTENTION = ("auto", "flash", "varlen", "flex", "segments", "mask")
-WEIGHTS_HELP = ("dtype of the trained weights and optimizer state: 'float32' (default; with bf16: "
-                "true the compute is bf16 by autocast) or 'bfloat16' (pure bf16: AdamW then loses "
-                "updates smaller than half a bf16 step, most of them at lr 1e-5)")
-SAVE_HELP = ("dtype of the saved model: 'auto' (bf16 when the recipe computes in bf16, else fp32), "
-             "'float32', 'bfloat16' or 'float16'")
 
 
 @dataclass
@@ -93,14 +87,6 @@ class SFTConfig(TrainingArguments):
             raise LwError(f"packed_attention must be one of {PACKED_ATTENTION}, got "
                           f"{self.packed_attention!r}.")
         check_precision(self)
-
-
-def check_precision(args) -> None:
-    """Refuse precision fields that name no dtype the kit knows."""
-    if args.weights_dtype not in WEIGHTS_DTYPES:
-        raise LwError(f"weights_dtype must be one of {WEIGHTS_DTYPES}, got {args.weights_dtype!r}.")
-    if args.save_dtype not in SAVE_DTYPES:
-        raise LwError(f"save_dtype must be one of {SAVE_DTYPES}, got {args.save_dtype!r}.")
 
 
 @dataclass
@@ -207,3 +193,24 @@ def _known(section: dict, known: set, name: str, source) -> None:
     if unknown:
         hint = ", ".join(sorted(known)) if len(known) < 12 else "see the config's fields"
         raise LwError(f"unknown {name} key(s) {unknown} in {source or 'recipe'}; known: {hint}.")
+
+
+def model_path(spec: str) -> str:
+    """A local folder or hub id for a model spec that can be trained."""
+    from lw.llm import embedded
+
+    if spec == "smollm2-135m":
+        return str(embedded.smollm2_dir())
+    if spec == "tiny-random" or spec.startswith("tiny-random:"):
+        return str(embedded.tiny_random_dir(int(spec.partition(":")[2] or 0)))
+    if spec.startswith(("hf:", "vllm:")):  # vllm: serves the same weights (the full size's)
+        return spec.partition(":")[2]
+    raise LwError(f"cannot fine-tune {spec!r}: training needs weights (smollm2-135m, "
+                  "tiny-random, hf:<id or folder> or vllm:<id or folder>), not an API.")
+
+
+def train_device(args) -> str:
+    """"cuda" or "cpu": where the Trainer will put the model."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() and not getattr(args, "use_cpu", False) else "cpu"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
-from lw.sft.config import SAVE_HELP, WEIGHTS_HELP, check_precision
+from lw.sft.precision import SAVE_HELP, WEIGHTS_HELP, check_precision
 
 
 @dataclass

@@ -137,7 +137,7 @@ def model_config(spec: str):
     """transformers config of a recipe's model spec (a folder holding only config.json will do)."""
     from transformers import AutoConfig
 
-    from lw.sft.train import model_path
+    from lw.sft.config import model_path
 
     path = model_path(spec)
     try:
@@ -339,7 +339,7 @@ def check(recipe, device: str | None = None) -> Estimate | None:
             recipe.train, "memory_check", True) is False:
         return None
     if device is None:
-        from lw.sft.train import train_device
+        from lw.sft.config import train_device
 
         device = train_device(recipe.train)
     gpus = max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))

@@ -27,6 +27,22 @@ from pathlib import Path
 
 from lw.errors import LwError
 
+WEIGHTS_DTYPES = ("float32", "bfloat16")
+SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+WEIGHTS_HELP = ("dtype of the trained weights and optimizer state: 'float32' (default; with bf16: "
+                "true the compute is bf16 by autocast) or 'bfloat16' (pure bf16: AdamW then loses "
+                "updates smaller than half a bf16 step, most of them at lr 1e-5)")
+SAVE_HELP = ("dtype of the saved model: 'auto' (bf16 when the recipe computes in bf16, else fp32), "
+             "'float32', 'bfloat16' or 'float16'")
+
+
+def check_precision(args) -> None:
+    """Refuse precision fields that name no dtype the kit knows."""
+    if args.weights_dtype not in WEIGHTS_DTYPES:
+        raise LwError(f"weights_dtype must be one of {WEIGHTS_DTYPES}, got {args.weights_dtype!r}.")
+    if args.save_dtype not in SAVE_DTYPES:
+        raise LwError(f"save_dtype must be one of {SAVE_DTYPES}, got {args.save_dtype!r}.")
+
 PURE_BF16_WARNING = (
     "weights_dtype: bfloat16 trains bf16 weights in place: an AdamW update smaller than half a "
     "bf16 step of a weight (~0.4% of its size) is rounded away, so at lr 1e-5 most weights never "

@@ -32,8 +32,9 @@ def bf16_update_probe(model: str, data, lr: float = 1e-5, steps: int = 30,
     import torch
     from transformers import AutoModelForCausalLM
 
+    from lw.sft.config import model_path
     from lw.sft.precision import torch_dtype
-    from lw.sft.train import model_path, train
+    from lw.sft.train import train
 
     out = Path(output_dir or f"runs/probe/{model.replace(':', '_')}-{weights_dtype}-lr{lr:g}")
     recipe = {"model": model, "train": {

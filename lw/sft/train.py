@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lw.errors import LwError
 from lw.sft import attention, loss, memory, precision
-from lw.sft.config import Recipe, load_recipe
+from lw.sft.config import Recipe, load_recipe, model_path, train_device
 from lw.sft.loss import weighted_loss  # noqa: F401  (lw.sft.weighted_loss, tests)
 from lw.sft.tokens import Collator, load_examples, pack, save_examples, tokenize
 
@@ -74,20 +74,6 @@ class TrainResult:
         return f"hf:{self.model_dir}"
 
 
-def model_path(spec: str) -> str:
-    """A local folder or hub id for a model spec that can be trained."""
-    from lw.llm import embedded
-
-    if spec == "smollm2-135m":
-        return str(embedded.smollm2_dir())
-    if spec == "tiny-random" or spec.startswith("tiny-random:"):
-        return str(embedded.tiny_random_dir(int(spec.partition(":")[2] or 0)))
-    if spec.startswith(("hf:", "vllm:")):  # vllm: serves the same weights (the full size's)
-        return spec.partition(":")[2]
-    raise LwError(f"cannot fine-tune {spec!r}: training needs weights (smollm2-135m, "
-                  "tiny-random, hf:<id or folder> or vllm:<id or folder>), not an API.")
-
-
 def load_model(spec: str, recipe_train, lora=None, plan: precision.Precision | None = None):
     """Tokenizer and model for training, its weights in the dtype ``plan`` names (default
     ``precision.plan(recipe_train)``: fp32 unless the recipe asks for bf16 weights by name), with
@@ -108,13 +94,6 @@ def load_model(spec: str, recipe_train, lora=None, plan: precision.Precision | N
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
             target_modules=lora.target_modules, task_type="CAUSAL_LM"))
     return tokenizer, model
-
-
-def train_device(args) -> str:
-    """"cuda" or "cpu": where the Trainer will put the model."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() and not getattr(args, "use_cpu", False) else "cpu"
 
 
 def fingerprint(recipe: Recipe, conversations: list) -> str:
@@ -142,12 +121,12 @@ def train(recipe, data=None, progress: bool = True, force: bool = False, **overr
 
     Args:
         recipe: a Recipe, a recipe file or a dict.
-        data: conversations (list of ``{"messages"}``) or a source for ``lw.sft.data.load``;
+        data: conversations (list of ``{"messages"}``) or a source for ``lw.sft.conversations.load``;
             default the recipe's ``data`` section.
         force: train again even if a finished run with the same fingerprint exists.
         overrides: recipe overrides (train fields, or model/lora/data).
     """
-    from lw.sft.data import conversations_for
+    from lw.sft.conversations import conversations_for
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, **overrides)

@@ -3,7 +3,7 @@
 The offline source of long-writing instructions: no download, no licence question. Each row is
 ``{"id", "type", "length", "prompt"}`` with the required length in words, like the benchmark files.
 
-    rows = lw.instructions.load(min_words=2000, n=4, seed=0)
+    rows = lw.data.instructions("kit", min_words=2000, n=4, seed=0)   # the one way to ask for them
 """
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lw.store import jsonl_lines
 
-FILE = Path(__file__).parent / "data" / "instructions_en.jsonl"
+FILE = Path(__file__).parent.parent / "resources" / "instructions_en.jsonl"
 VERSION = 2  # bump when the file changes (2: 24 instructions of 500-1,500 words added)
 
 

@@ -1,0 +1,58 @@
+"""``python -m lw.agentwrite``: notebook 02 from the command line: each instruction answered
+directly and by AgentWrite (sequential and parallel), then the words each method wrote.
+
+    python -m lw.agentwrite --size small --items 8
+"""
+
+import argparse
+
+import lw.llm
+from lw import data, paths, profiles, stats
+from lw.agentwrite import AgentWriteConfig, AgentWriter, long_table, summary, write_direct
+from lw.store import keyed_path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lw.agentwrite",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", choices=paths.SIZES, help="default $LW_SIZE, else small")
+    ap.add_argument("--model", help="lw.llm.load spec (default the size's)")
+    ap.add_argument("--items", type=int, help="how many instructions (default the profile's)")
+    ap.add_argument("--min-words", type=int, default=2000)
+    ap.add_argument("--prompts", choices=("kit", "official"), default="kit")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="folder (default <run folder>/agentwrite)")
+    args = ap.parse_args(argv)
+    size = profiles.resolve_size(args.size, model=args.model)
+    p = profiles.get("02", size)
+    items = data.instructions("kit", min_words=args.min_words, max_words=p.max_words,
+                              n=args.items or p.n_instructions, seed=args.seed)
+    folder = args.out or paths.run_dir(size.name) / "agentwrite"
+    settings = dict(prompts=args.prompts, temperature=0.8, repetition_penalty=1.1,
+                    seed=args.seed, plan_mode=p.plan_mode, scaffold_words_per_step=400,
+                    tokens_per_word=p.tokens_per_word, plan_max_new_tokens=p.plan_max_new_tokens,
+                    retry_short=1)
+    direct_settings = dict(max_new_tokens=p.direct_max_new_tokens, temperature=0.5,
+                           repetition_penalty=1.1, seed=args.seed)
+    model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
+    try:
+        records = {"direct": write_direct(model, items, keyed_path(
+            folder, "direct", model=size.model, **direct_settings), **direct_settings)}
+        for mode in ("sequential", "parallel"):
+            config = AgentWriteConfig(mode=mode, **settings)
+            path = keyed_path(folder, mode, model=size.model, **vars(config))
+            records[mode] = AgentWriter(model, path, config).run(items)
+    finally:
+        model.close()
+    table = long_table(records)
+    print(summary(table).to_string())
+    words = table.pivot(index="id", columns="method", values="words")
+    for mode in ("sequential", "parallel"):
+        ci = stats.paired(words[mode], words["direct"], "ratio", seed=args.seed)
+        print(f"{mode} vs direct: {ci['estimate']:.2f}x [{ci['low']:.2f}, {ci['high']:.2f}] "
+              f"over {ci['n_prompts']} instructions: {stats.verdict(ci)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
