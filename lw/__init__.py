@@ -1,6 +1,8 @@
 """lw: a research kit that reproduces and extends LongWriter (arXiv 2408.07055).
 
-One module per pipeline stage; the numbered notebooks in ``notebooks/`` call into them.
+One module per paper stage (``lw.ruler``, ``lw.agentwrite``, ``lw.longbench``, ``lw.data``,
+``lw.sft``, ``lw.controlled``), each with a command (``python -m lw.<stage>``), on a shared base;
+the numbered notebooks in ``notebooks/`` call into them.
 
     import lw
     model = lw.llm.load("smollm2-135m")
@@ -15,9 +17,16 @@ import importlib
 from lw.errors import LwError
 
 __version__ = "0.1.0"
-_SUBMODULES = ("agentwrite", "data", "generation", "judge", "llm", "longbench", "paper", "paths",
-               "plots", "prompts", "records", "ruler", "run", "stats",
-               "scoring", "serve", "sft", "store", "text", "controlled", "report", "profiles")
+_SUBMODULES = (
+    # ground
+    "errors", "text", "stats", "records", "store", "paths", "scoring", "progress", "llm",
+    "prompts", "resources", "conversations",
+    # the paper's artefacts, and what the stages share
+    "paper", "generation", "judge",
+    # the stages, in the paper's order (notebooks 01-06)
+    "ruler", "agentwrite", "longbench", "data", "sft", "controlled",
+    # on top
+    "profiles", "plots", "report", "run", "preflight", "serve")
 __all__ = ["LwError", "__version__", *_SUBMODULES]
 
 

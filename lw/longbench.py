@@ -220,7 +220,7 @@ def run_models(models, rows: list[dict], folder, batch_size: int = 8,
 
     from lw.judge import judge as judge_answers
     from lw.llm import lifecycle
-    from lw.store import keyed_path
+    from lw.store import answers_digest, keyed_path
 
     named = dict(models) if isinstance(models, dict) else {spec: spec for spec in models}
     load_options = load_options or {}
@@ -247,6 +247,8 @@ def run_models(models, rows: list[dict], folder, batch_size: int = 8,
                           protocol=judge_protocol, max_chars=judge_max_chars,
                           load=load_options.get(spec, {}), **settings,
                           **({"judge_settings": judge_settings} if judge_settings else {}),
+                          # the answers themselves: judgements never meet other answers
+                          answers=answers_digest(preds[name]),
                           **_served_weights(model=spec, judge=judge_model.spec))
         judged[name] = judge_answers(judge_model, preds[name], path, mode=judge_mode,
                                      protocol=judge_protocol, max_answer_chars=judge_max_chars,

@@ -139,6 +139,16 @@ def keyed_path(folder: str | os.PathLike, name: str, **identity) -> Path:
     return Path(folder) / f"{name}-{digest[:8]}.jsonl"
 
 
+def answers_digest(records: list[dict]) -> str:
+    """A short hash of what a list of answers says (ids and responses): a file of judgements
+    keyed by it is never read back for other answers (new samples, a rerun that filled in
+    failed items)."""
+    import hashlib
+
+    blob = json.dumps([[r.get("id"), r.get("response")] for r in records], default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def weights_version(spec) -> object | None:
     """What identifies the weights behind a local ``hf:<dir>`` or ``vllm:<dir>`` spec (the same
     folder served by vLLM): the training fingerprint

@@ -559,3 +559,21 @@ def test_an_unread_plan_count_is_flagged_in_the_record(tmp_path):
     assert [(s["words"], s["count_source"]) for s in rec["plan"]] == [
         (300, "plan"), (600, "default"), (300, "plan")]
     assert "word count not read for step 2 ('a good few hundred words')" in rec["plan_note"]
+
+
+def test_write_keys_each_method_by_its_settings_and_resumes(tmp_path):
+    """lw.agentwrite.write builds the file name itself (method, model, every setting): the same
+    call resumes without a request, a changed setting starts its own file."""
+    from lw.agentwrite import write
+
+    items = [{"id": "a", "prompt": "Write A.", "length": 400}]
+    first = ScriptedChatModel("An answer of a few words.")
+    recs = write(first, items, tmp_path, "direct", max_new_tokens=16, progress=False)
+    assert recs[0]["status"] == "done" and recs[0]["mode"] == "direct" and len(first.calls) == 1
+    again = ScriptedChatModel("Another answer.")
+    assert write(again, items, tmp_path, "direct", max_new_tokens=16, progress=False) == recs
+    assert again.calls == []
+    write(again, items, tmp_path, "direct", max_new_tokens=32, progress=False)
+    assert len(again.calls) == 1 and len(list(tmp_path.glob("direct-*.jsonl"))) == 2
+    with pytest.raises(LwError, match="method must be one of"):
+        write(again, items, tmp_path, "outline")

@@ -1,14 +1,14 @@
-"""lw.data and lw.sft.conversations: instruction sources, the filters, saved files and mixing."""
+"""lw.data and lw.conversations: instruction sources, the filters, saved files and mixing."""
 
 import json
 
 import pytest
 
 import lw
+from lw.conversations import as_conversation, conversations_for, load, mix
 from lw.data import Filters, check, instructions, select
 from lw.errors import LwError
 from lw.sft.config import DataSettings
-from lw.sft.conversations import as_conversation, conversations_for, load, mix
 
 GOOD = ("The harbour wakes before the town does. Fishing boats slip their ropes, gulls argue "
         "over the nets, and the baker's first loaves steam on the quay. ")

@@ -7,9 +7,8 @@ directly and by AgentWrite (sequential and parallel), then the words each method
 import argparse
 
 import lw.llm
-from lw import data, paths, profiles, stats
-from lw.agentwrite import AgentWriteConfig, AgentWriter, long_table, summary, write_direct
-from lw.store import keyed_path
+from lw import paths, profiles, resources, stats
+from lw.agentwrite import long_table, summary, write
 
 
 def main(argv=None) -> int:
@@ -25,8 +24,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     size = profiles.resolve_size(args.size, model=args.model)
     p = profiles.get("02", size)
-    items = data.instructions("kit", min_words=args.min_words, max_words=p.max_words,
-                              n=args.items or p.n_instructions, seed=args.seed)
+    items = resources.load(min_words=args.min_words, max_words=p.max_words,
+                           n=args.items or p.n_instructions, seed=args.seed)
     folder = args.out or paths.run_dir(size.name) / "agentwrite"
     settings = dict(prompts=args.prompts, temperature=0.8, repetition_penalty=1.1,
                     seed=args.seed, plan_mode=p.plan_mode, scaffold_words_per_step=400,
@@ -36,12 +35,9 @@ def main(argv=None) -> int:
                            repetition_penalty=1.1, seed=args.seed)
     model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
     try:
-        records = {"direct": write_direct(model, items, keyed_path(
-            folder, "direct", model=size.model, **direct_settings), **direct_settings)}
+        records = {"direct": write(model, items, folder, "direct", **direct_settings)}
         for mode in ("sequential", "parallel"):
-            config = AgentWriteConfig(mode=mode, **settings)
-            path = keyed_path(folder, mode, model=size.model, **vars(config))
-            records[mode] = AgentWriter(model, path, config).run(items)
+            records[mode] = write(model, items, folder, mode, **settings)
     finally:
         model.close()
     table = long_table(records)

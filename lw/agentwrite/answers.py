@@ -28,3 +28,27 @@ def predict_agentwrite(model, rows: list[dict], path, config=None) -> list[dict]
                     "settings": rec["settings"], "versions": {"evaluate": VERSION,
                                                               "prompt": rec["prompt_version"]}})
     return out
+
+
+METHODS = ("direct", "sequential", "parallel")
+
+
+def write(model, instructions, folder, method: str, progress: bool = True, **settings):
+    """Notebook 02's three methods through one door, each resumable in a file under ``folder``
+    named by the method, the model and every setting (so the same settings resume and new ones
+    start a new file): ``"direct"`` (one call each, ``write_direct``; ``settings`` are its
+    generation settings) or AgentWrite ``"sequential"`` / ``"parallel"`` (``settings`` are
+    ``AgentWriteConfig`` fields). Returns the records, in order."""
+    from lw.agentwrite.config import AgentWriteConfig
+    from lw.agentwrite.direct import write_direct
+    from lw.errors import LwError
+    from lw.store import keyed_path
+
+    if method not in METHODS:
+        raise LwError(f"method must be one of {METHODS}, got {method!r}.")
+    if method == "direct":
+        path = keyed_path(folder, "direct", model=model.spec, **settings)
+        return write_direct(model, instructions, path, progress=progress, **settings)
+    config = AgentWriteConfig(mode=method, **settings)
+    path = keyed_path(folder, method, model=model.spec, **vars(config))
+    return AgentWriter(model, path, config).run(instructions, progress=progress)

@@ -23,10 +23,10 @@ from lw.data import pairs  # noqa: E402,F401 - lw.data.pairs: the preference pai
 from lw.errors import LwError
 from lw.paper.benchmarks import check_length, check_rows
 from lw.records import Answer
+from lw.resources import short_prompts  # noqa: F401 - lw.data.short_prompts, as 04 calls it
 from lw.store import jsonl_lines
 
 HERE = Path(__file__).parent
-SHORT_PROMPTS = HERE.parent / "resources" / "short_prompts_en.jsonl"
 VERSION = 2  # bump when filters or the output format change (2: the "degenerate" filter)
 
 
@@ -80,13 +80,13 @@ def instructions(source: str = "kit", n: int | None = None, min_words: int = 0,
             LwError naming it.
         n, min_words, max_words, seed: how many, which required lengths, seeded pick.
     """
+    from lw import resources as kit
     from lw.agentwrite import infer_target_words
-    from lw.data import kit
 
     if source == "kit":
         return kit.load(min_words=min_words, max_words=max_words, n=n, seed=seed)
     if source.startswith("hub:"):
-        from lw.sft.conversations import load
+        from lw.conversations import load
 
         rows, unknown = [], 0
         for i, conv in enumerate(load(source)):
@@ -209,7 +209,7 @@ def short_answers(model, folder, prompts=None, max_new_tokens: int = 256,
                   require_stop: bool = True, **settings) -> BuildResult:
     """A general short-answer SFT set for mixing, offline: the model's own direct answers to
     short prompts (the kit's ``short_prompts_en.jsonl`` by default), filtered like ``build``.
-    Online, ``lw.sft.conversations.load("hub:<a general SFT set>")`` is the better source.
+    Online, ``lw.conversations.load("hub:<a general SFT set>")`` is the better source.
     ``require_stop`` rejects answers cut off by the token budget (they would teach the model to
     stop mid-sentence)."""
     from lw.generation import predict
@@ -270,8 +270,3 @@ def card(result: BuildResult, name: str, source: dict) -> str:
              "- intended use: research on long-output fine-tuning; outputs of a small model are "
              "weak prose and may contain errors of fact.", ""]
     return "\n".join(lines)
-
-
-def short_prompts() -> list[dict]:
-    """The kit's short general prompts (``{"id", "prompt"}``), for ``short_answers``."""
-    return [json.loads(line) for line in jsonl_lines(SHORT_PROMPTS)]

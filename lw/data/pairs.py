@@ -12,9 +12,6 @@ Sampling and judging are resumable: the samples' file is named by model and sett
 judge's by judge, mode and the answers it judges.
 """
 
-import hashlib
-import json
-
 from lw import scoring
 from lw.errors import LwError
 from lw.records import answer_length_score
@@ -53,14 +50,13 @@ def score(samples: list[list[dict]], judge_model, folder, mode: str = "auto",
     """Each sample with ``S_l`` (its length score), ``S_q`` (the judge's quality, 0-100) and
     ``reward`` = their mean (the length score alone where the judge gave no score)."""
     from lw.judge import judge
-    from lw.store import keyed_path
+    from lw.store import answers_digest, keyed_path
 
     flat = [p for group in samples for p in group]
     # The file is named by the answers it judges too: new samples in the same folder never
     # meet the scores of old ones.
-    answers = hashlib.sha256(json.dumps([[p["id"], p.get("response")] for p in flat])
-                             .encode()).hexdigest()[:16]
-    path = keyed_path(folder, "dpo-judge", judge=judge_model.spec, mode=mode, answers=answers)
+    path = keyed_path(folder, "dpo-judge", judge=judge_model.spec, mode=mode,
+                      answers=answers_digest(flat))
     marks = {j["id"]: j for j in judge(judge_model, flat, path, mode=mode, progress=progress)}
     scored = []
     for group in samples:

@@ -13,6 +13,8 @@ Command line (and many GPUs through accelerate):
     accelerate launch --config_file recipes/accelerate_configs/ddp.yaml -m lw.sft <recipe>
 """
 
+from lw.conversations import load as load_conversations
+from lw.conversations import mix
 from lw.sft.config import (
     DataSettings,
     LoraSettings,
@@ -21,8 +23,6 @@ from lw.sft.config import (
     check_trainable,
     load_recipe,
 )
-from lw.sft.conversations import load as load_conversations
-from lw.sft.conversations import mix
 from lw.sft.probe import bf16_update_probe
 from lw.sft.tokens import Collator, block_causal_mask, pack, tokenize, tokenize_one
 from lw.sft.train import TrainResult, train, weighted_loss

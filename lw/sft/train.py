@@ -121,12 +121,12 @@ def train(recipe, data=None, progress: bool = True, force: bool = False, **overr
 
     Args:
         recipe: a Recipe, a recipe file or a dict.
-        data: conversations (list of ``{"messages"}``) or a source for ``lw.sft.conversations.load``;
+        data: conversations (list of ``{"messages"}``) or a source for ``lw.conversations.load``;
             default the recipe's ``data`` section.
         force: train again even if a finished run with the same fingerprint exists.
         overrides: recipe overrides (train fields, or model/lora/data).
     """
-    from lw.sft.conversations import conversations_for
+    from lw.conversations import conversations_for
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, **overrides)

@@ -1,4 +1,5 @@
-"""Writing instructions written for this kit (English, LongBench-Write's seven types).
+"""The kit's own data, written for it (no download, no licence question): long-writing
+instructions (English, LongBench-Write's seven types) and short general prompts.
 
 The offline source of long-writing instructions: no download, no licence question. Each row is
 ``{"id", "type", "length", "prompt"}`` with the required length in words, like the benchmark files.
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from lw.store import jsonl_lines
 
-FILE = Path(__file__).parent.parent / "resources" / "instructions_en.jsonl"
+FILE = Path(__file__).parent / "instructions_en.jsonl"
+SHORT_PROMPTS = Path(__file__).parent / "short_prompts_en.jsonl"
 VERSION = 2  # bump when the file changes (2: 24 instructions of 500-1,500 words added)
 
 
@@ -35,3 +37,8 @@ def load(min_words: int = 0, max_words: int | None = None, n: int | None = None,
             if group and len(picked) < n:
                 picked.append(group.pop())
     return sorted(picked, key=lambda r: r["id"])
+
+
+def short_prompts() -> list[dict]:
+    """The kit's short general prompts (``{"id", "prompt"}``), for ``lw.data.short_answers``."""
+    return [json.loads(line) for line in jsonl_lines(SHORT_PROMPTS)]
