@@ -3,7 +3,7 @@ the benchmark's prompts, a judge rates the answers, and S_l, S_q and S come out.
 
     preds, judged = run_models({"base": "smollm2-135m"}, rows, "runs/small/03")  # answer + judge
     res = results(preds["base"], judged["base"])   # S, S_l, S_q, per bucket, coverage, truncation
-    length_table(preds["base"])                    # per answer: required, words, S_l, ...
+    length_table(preds["base"])                    # per answer: length, words, S_l, ...
 
     python -m lw.longbench --model smollm2-135m --prompts 8 --max-new-tokens 2048
 
@@ -25,14 +25,14 @@ VERSION = 1
 
 
 def length_table(preds: list[dict]):
-    """Per prediction: id, language, bucket, required, words, usable_words (words before the
-    answer degenerates, ``lw.records.answer_usable_words``; None where no response text was
-    kept), S_l, truncated, capped, repetition, status."""
+    """Per prediction: id, language, bucket, length (the words asked for), words, usable_words
+    (words before the answer degenerates, ``lw.records.answer_usable_words``; None where no
+    response text was kept), S_l, truncated, capped, repetition, status."""
     import pandas as pd
 
     check_rows(preds, ("id", "length"), "the predictions")
     rows = [{"id": p["id"], "language": p.get("language", "en"),
-             "bucket": scoring.bucket(p["length"]), "required": p["length"],
+             "bucket": scoring.bucket(p["length"]), "length": p["length"],
              "words": p.get("words", 0), "usable_words": records.answer_usable_words(p),
              "S_l": scoring.length_score(p["length"], p.get("words", 0)),
              "truncated": bool(p.get("truncated")), "capped": bool(p.get("capped")),
@@ -61,7 +61,7 @@ def paired_words(preds_by_model: dict, base: str = "base"):
         columns[name] = words[name]
         columns[f"{name}_usable"] = {p["id"]: records.answer_usable_words(p) for p in preds}
     ids = [p["id"] for p in preds_by_model[base]]
-    table = pd.DataFrame({"required": {p["id"]: p["length"] for p in preds_by_model[base]},
+    table = pd.DataFrame({"length": {p["id"]: p["length"] for p in preds_by_model[base]},
                           **columns}).loc[ids]
     longer = {name: int((table[name] > table[base]).sum()) for name in words if name != base}
     return table, longer
@@ -310,7 +310,7 @@ def main(argv=None) -> int:
     models = args.model or released or [size.model]
     benchmark = args.benchmark or p.benchmark
     rows = benchmarks.subset(benchmarks.load(benchmark), n=args.prompts or p.n_prompts,
-                             seed=args.seed, max_length=p.max_required)
+                             seed=args.seed, max_length=p.max_length)
     folder = args.out or paths.run_dir(size.name) / "longbench_write"
     preds, judged = run_models(models, rows, folder, size.batch_size,
                                load_options={s: size.options(s) for s in models},

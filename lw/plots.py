@@ -1,4 +1,4 @@
-"""Figures for the notebooks (seaborn). Each function returns a matplotlib Figure and, given
+"""Tables and figures for the notebooks (pandas, seaborn). Each figure function returns a
 ``save=``, writes it (PNG, 150 dpi) under the run's figures folder or the path given.
 
     fig = lw.plots.words_per_prompt(table, save="00_quickstart_words.png")
@@ -7,6 +7,30 @@
 from pathlib import Path
 
 from lw import paths
+
+
+def generation_table(prompts, generations, lengths=None):
+    """A pandas table of replies: words (paper's measure), tokens, seconds, tokens/s, finish.
+
+    Args:
+        prompts: the prompts (strings or conversations) in the order generated.
+        generations: the Generation list ``generate`` returned for them.
+        lengths: optional required lengths in words, one per prompt.
+    """
+    import pandas as pd
+
+    from lw.text import count_words
+
+    rows = []
+    for k, (p, g) in enumerate(zip(prompts, generations, strict=True)):
+        text = p if isinstance(p, str) else p[-1]["content"]
+        rows.append({"prompt": text[:60], "length": lengths[k] if lengths else None,
+                     "words": count_words(g.text), "completion_tokens": g.completion_tokens,
+                     "seconds": round(g.seconds, 2), "finish_reason": g.finish_reason})
+    df = pd.DataFrame(rows)
+    if lengths is None:
+        df = df.drop(columns="length")
+    return df
 
 
 def _save(fig, save: str | Path | None) -> None:
@@ -22,7 +46,7 @@ def words_per_prompt(table, title: str = "Words written per prompt", save=None):
     """Bars of words written per prompt, with the required length as a marker where known.
 
     Args:
-        table: a frame from ``lw.llm.generation_table`` (columns prompt, words[, required_words]).
+        table: a frame from ``generation_table`` (columns prompt, words[, length]).
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -32,8 +56,8 @@ def words_per_prompt(table, title: str = "Words written per prompt", save=None):
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * len(table)))
     sns.barplot(data=table, y="label", x="words", ax=ax, color=sns.color_palette()[0],
                 label="written")
-    if "required_words" in table and table["required_words"].notna().any():
-        ax.scatter(table["required_words"], range(len(table)), marker="|", s=400, color="black",
+    if "length" in table and table["length"].notna().any():
+        ax.scatter(table["length"], range(len(table)), marker="|", s=400, color="black",
                    label="required", zorder=3)
     ax.set(title=title, xlabel="words (LongBench-Write measure)", ylabel="")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
@@ -47,7 +71,7 @@ def words_by_method(table, title: str = "Words written: direct vs AgentWrite", s
 
     Args:
         table: ``lw.agentwrite.long_table`` output (columns prompt, method, words,
-            required_words).
+            length).
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -57,7 +81,7 @@ def words_by_method(table, title: str = "Words written: direct vs AgentWrite", s
     labels = list(dict.fromkeys(table["label"]))
     fig, ax = plt.subplots(figsize=(9, 1.5 + 0.9 * len(labels)))
     sns.barplot(data=table, y="label", x="words", hue="method", ax=ax, order=labels)
-    required = table.drop_duplicates("label").set_index("label")["required_words"]
+    required = table.drop_duplicates("label").set_index("label")["length"]
     ax.scatter([required[lab] for lab in labels], range(len(labels)), marker="|", s=900,
                color="black", zorder=3, label="required")
     ax.set(title=title, xlabel="words (LongBench-Write measure)", ylabel="")
@@ -81,9 +105,9 @@ def length_scatter(tables: dict, title: str = "Required vs produced length", sav
     data = pd.concat([t.assign(model=name) for name, t in tables.items()], ignore_index=True)
     data = data.assign(words=data["words"].clip(lower=10))  # log axes: an empty answer at 10
     fig, ax = plt.subplots(figsize=(6.5, 6))
-    sns.scatterplot(data=data, x="required", y="words", hue="model", style="truncated", s=70,
+    sns.scatterplot(data=data, x="length", y="words", hue="model", style="truncated", s=70,
                     alpha=0.7, ax=ax)
-    lim = (50, max(25000, data[["required", "words"]].max().max() * 1.2))
+    lim = (50, max(25000, data[["length", "words"]].max().max() * 1.2))
     ax.plot(lim, lim, "k--", lw=1, label="y = x")
     ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim, title=title,
            xlabel="required length (words)", ylabel="output length (words)")
@@ -138,9 +162,9 @@ def ruler_curve(tables: dict, title: str = "LongWrite-Ruler: where models stop",
     fig, ax = plt.subplots(figsize=(7, 4.5))
     palette = sns.color_palette(n_colors=max(1, len(tables)))
     for colour, (name, t) in zip(palette, tables.items(), strict=True):
-        ax.plot(t["required"], t["mean_words"], "o-", color=colour, label=f"{name} (mean)")
-        ax.plot(t["required"], t["max_words"], ":", color=colour, label=f"{name} (max)")
-    top = max(t["required"].max() for t in tables.values())
+        ax.plot(t["length"], t["mean_words"], "o-", color=colour, label=f"{name} (mean)")
+        ax.plot(t["length"], t["max_words"], ":", color=colour, label=f"{name} (max)")
+    top = max(t["length"].max() for t in tables.values())
     ax.plot([0, top], [0, top], "k--", lw=1, label="required")
     ax.set(title=title, xlabel="required length (words)", ylabel="output length (words)")
     ax.legend(fontsize=8, loc="upper left")

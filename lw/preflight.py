@@ -110,7 +110,7 @@ def _work(size, parameters: dict) -> list[dict]:
                     budget=get("MAX_NEW_TOKENS") or p.max_new_tokens))
     p = profiles.get("01", size)
     rows = benchmarks.subset(benchmarks.load("longwrite_ruler"), n=get("N_PROMPTS") or p.n_prompts,
-                           seed=0, max_length=get("MAX_REQUIRED") or p.max_required,
+                           seed=0, max_length=get("MAX_LENGTH") or p.max_length,
                            languages=tuple(get("LANGUAGES") or p.languages))
     out.append(dict(notebook="01", models=get("MODELS") or [size.model], rows=rows,
                     budget=get("MAX_NEW_TOKENS") or p.max_new_tokens))
@@ -124,7 +124,7 @@ def _work(size, parameters: dict) -> list[dict]:
     released = [profiles.full_model(m) for m in _released()] if p.released_models else None
     rows = benchmarks.subset(benchmarks.load(get("BENCHMARK") or p.benchmark),
                            n=get("N_PROMPTS") or p.n_prompts, seed=0,
-                           max_length=get("MAX_REQUIRED") or p.max_required)
+                           max_length=get("MAX_LENGTH") or p.max_length)
     out.append(dict(notebook="03", models=get("MODELS") or released or [size.model], rows=rows,
                     budget=get("MAX_NEW_TOKENS") or p.max_new_tokens, judge=get("JUDGE")))
     p = profiles.get("05", size)

@@ -151,7 +151,7 @@ class Ruler:
     """01_longwrite_ruler."""
 
     n_prompts: int | None  # prompts taken (None: all 48)
-    max_required: int | None  # drop prompts asking for more words (None: none dropped)
+    max_length: int | None  # drop prompts asking for more words (None: none dropped)
     languages: tuple[str, ...]  # SmolLM2 is English only in practice
     max_new_tokens: int
 
@@ -188,7 +188,7 @@ class LongBench:
 
     benchmark: str  # "longbench_write_en" (English half) or "longbench_write"
     n_prompts: int | None  # stratified by bucket and language (None: all 120)
-    max_required: int | None
+    max_length: int | None
     max_new_tokens: int
     released_models: bool  # compare the paper's two released checkpoints by default
 

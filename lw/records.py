@@ -25,6 +25,16 @@ from lw.errors import LwError
 ALIASES = {"instruction": "prompt", "target_words": "length", "text": "response"}
 
 
+def renamed(row: dict) -> dict:
+    """``row`` with the old names of ``ALIASES`` read as the new ones (a new name present wins):
+    the one place rows that are not yet typed records are translated."""
+    out = {k: v for k, v in row.items() if k not in ALIASES}
+    for old, new in ALIASES.items():
+        if old in row and new not in row:
+            out[new] = row[old]
+    return out
+
+
 @dataclass
 class _Record:
     """to_dict/from_dict for the record types below."""
@@ -110,7 +120,7 @@ def answer_usable_words(answer: dict) -> int | None:
     ``usable_words`` where the record kept no response; else None: unknown, not 0)."""
     from lw.text import usable_words
 
-    response = answer.get("response", answer.get("text"))
+    response = renamed(answer).get("response")
     if response is not None:
         return usable_words(response)
     if answer.get("status", "done") != "done":

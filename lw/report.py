@@ -65,6 +65,12 @@ def _words(words, usable=None) -> str:
     return _fmt(words, 0) if usable is None else f"{_fmt(words, 0)} (usable {_fmt(usable, 0)})"
 
 
+def _stale(name: str, key: str) -> list[str]:
+    """A record written before the field it needs had that name: said, not guessed."""
+    return [f"The record of {name} was written by an older kit (it has no `{key}`): rerun it "
+            f"(`python -m lw.run --only {name[:2]} --force`).", ""]
+
+
 def _missing(name: str) -> list[str]:
     return [f"*Notebook {name} has not finished in this run folder.*", ""]
 
@@ -102,11 +108,13 @@ def _ruler(r, run) -> list[str]:
     out = ["## Claim 1: where models stop (LongWrite-Ruler)", "", f"Paper: {PAPER['ruler']}", ""]
     if not r:
         return out + _missing("01_longwrite_ruler")
-    usable = r.get("mean_usable_words_by_required") or {}  # records before 2026-11-26 lack it
+    if "mean_words_by_length" not in r:
+        return out + _stale("01_longwrite_ruler", "mean_words_by_length")
+    usable = r.get("mean_usable_words_by_length") or {}  # records before 2026-11-26 lack it
     note = " (usable: before the text degenerates)" if usable else ""
     out += [f"| model | required -> mean words{note} | max words | truncated |",
             "|---|---|---|---|"]
-    for m, means in r["mean_words_by_required"].items():
+    for m, means in r["mean_words_by_length"].items():
         curve = ", ".join(f"{k}: {_words(v, usable.get(m, {}).get(k))}" for k, v in means.items())
         out.append(f"| {m} | {curve} | {_fmt(r['max_output_words'][m])} | "
                    f"{r['truncated'][m]} of {r['prompts']}{_capped(r.get('capped', {}).get(m))} |")
@@ -152,7 +160,9 @@ def _agentwrite(r, run) -> list[str]:
            f"Paper: {PAPER['agentwrite']}", ""]
     if not r:
         return out + _missing("02_agentwrite")
-    out += [f"{r['instructions']} instructions asking for {_fmt(r['mean_required'], 0)} words on "
+    if "mean_length" not in r:
+        return out + _stale("02_agentwrite", "mean_length")
+    out += [f"{r['instructions']} instructions asking for {_fmt(r['mean_length'], 0)} words on "
             f"average, model `{r['model']}`:", "",
             "| method | mean words | usable words | vs direct | loop-free vs direct | repetition |",
             "|---|---|---|---|---|---|"]

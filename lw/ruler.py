@@ -21,13 +21,13 @@ def ruler_table(preds: list[dict]):
     import pandas as pd
 
     check_rows(preds, ("id", "length"), "the predictions")
-    table = pd.DataFrame([{"id": p["id"], "required": p["length"], "words": p.get("words", 0),
+    table = pd.DataFrame([{"id": p["id"], "length": p["length"], "words": p.get("words", 0),
                            "usable_words": records.answer_usable_words(p),
                            "truncated": bool(p.get("truncated")), "capped": bool(p.get("capped")),
                            "repetition": p.get("repetition", 0.0)} for p in preds],
-                         columns=["id", "required", "words", "usable_words", "truncated",
+                         columns=["id", "length", "words", "usable_words", "truncated",
                                   "capped", "repetition"]).astype({"usable_words": float})
-    grouped = table.groupby("required")
+    grouped = table.groupby("length")
     return grouped.agg(prompts=("id", "count"), mean_words=("words", "mean"),
                        max_words=("words", "max"), mean_usable_words=("usable_words", "mean"),
                        truncated=("truncated", "sum"), capped=("capped", "sum"),
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     size = profiles.resolve_size(args.size)
     p = profiles.get("01", size)
     rows = benchmarks.subset(benchmarks.load("longwrite_ruler"), n=args.prompts or p.n_prompts,
-                             seed=args.seed, max_length=p.max_required,
+                             seed=args.seed, max_length=p.max_length,
                              languages=tuple(p.languages))
     settings = dict(max_new_tokens=args.max_new_tokens or p.max_new_tokens,
                     temperature=args.temperature, repetition_penalty=1.0, seed=args.seed)

@@ -237,7 +237,7 @@ def test_agentwrite_stores_each_plan_and_paragraph_as_it_finishes(tmp_path):
     ([{"prompt": "Write A.", "length": "3000"}],
      r"row 1: 'length' must be a whole number of words, got '3000'"),
     ([{"prompt": "Write A.", "length": 1500.5}], r"whole number of words, got 1500.5"),
-    ([{"prompt": "Write A.", "target_words": True}], r"'target_words' must be a whole number"),
+    ([{"prompt": "Write A.", "target_words": True}], r"'length' must be a whole number"),
     (["Write A.", ["Write B."]], r"row 2 is a list .*give a string or a dict with 'prompt'"),
     ("Write A.", r"takes a list of instructions"),
 ])

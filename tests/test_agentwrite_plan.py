@@ -2,7 +2,7 @@
 
 import pytest
 
-from lw.agentwrite import check_plan, infer_target_words, parse_plan, scaffold_steps
+from lw.agentwrite import check_plan, infer_length, parse_plan, scaffold_steps
 from lw.agentwrite.plan import PlanStep, plan_step_limit, unread_counts_note, zh_number
 from lw.errors import LwError
 
@@ -43,11 +43,11 @@ def test_chinese_plans():
 def test_missing_counts_share_the_remaining_target():
     text = ("Paragraph 1 - Main Point: A - Word Count: 400 words\nParagraph 2 - Main Point: B\n"
             "Paragraph 3 - Main Point: C")
-    parsed = parse_plan(text, target_words=1600)
+    parsed = parse_plan(text, length=1600)
     assert [(s.words, s.count_source) for s in parsed] == [(400, "plan"), (600, "default"),
                                                            (600, "default")]
-    assert [s.words for s in parse_plan(text, target_words=10000)][1:] == [1000, 1000]  # capped
-    assert [s.words for s in parse_plan(text, target_words=500)][1:] == [200, 200]  # floored
+    assert [s.words for s in parse_plan(text, length=10000)][1:] == [1000, 1000]  # capped
+    assert [s.words for s in parse_plan(text, length=500)][1:] == [200, 200]  # floored
     assert [s.words for s in parse_plan(text)][1:] == [500, 500]  # no target: 500 each
 
 
@@ -78,8 +78,8 @@ def test_check_plan_wants_enough_steps_for_the_target():
     ("写一部2万字的小说", (20000, "instruction")),
     ("Write an essay about tides", (2000, "default")),
 ])
-def test_infer_target_words(instruction, expected):
-    assert infer_target_words(instruction) == expected
+def test_infer_length(instruction, expected):
+    assert infer_length(instruction) == expected
 
 
 def test_scaffold_counts_add_up():
@@ -117,7 +117,7 @@ def test_the_step_limit_grows_with_the_target():
     ("写一篇0字的文章", (0, "instruction")),
 ])
 def test_impossible_lengths_are_read_as_written(instruction, expected):
-    assert infer_target_words(instruction) == expected
+    assert infer_length(instruction) == expected
 
 
 def test_zh_numbers():
@@ -164,7 +164,7 @@ REALISTIC = [
 
 @pytest.mark.parametrize(("line", "words", "source"), REALISTIC)
 def test_realistic_plan_lines(line, words, source):
-    (step,) = parse_plan(line, target_words=2000)
+    (step,) = parse_plan(line, length=2000)
     assert (step.main_point, step.words, step.count_source) == ("X", words, source)
     assert step.source == line
 
@@ -173,7 +173,7 @@ def test_unread_counts_are_flagged_noted_and_refused_when_strict():
     text = ("Paragraph 1 - Main Point: A - Word Count: approximately 400 words\n"
             "Paragraph 2 - Main Point: B - Word Count: a few hundred words\n"
             "Paragraph 3 - Main Point: C")
-    parsed = parse_plan(text, target_words=1600)
+    parsed = parse_plan(text, length=1600)
     assert [(s.words, s.count_source, s.count_text) for s in parsed] == [
         (400, "plan", "approximately 400 words"), (600, "default", "a few hundred words"),
         (600, "default", "")]
@@ -182,7 +182,7 @@ def test_unread_counts_are_flagged_noted_and_refused_when_strict():
     assert "given 600 words each" in note and "1600-word target" in note
     assert unread_counts_note(parse_plan(text.split("\n")[0], 1600), 1600) == ""
     with pytest.raises(LwError, match="word count not read for step 2"):
-        parse_plan(text, target_words=1600, strict=True)
+        parse_plan(text, length=1600, strict=True)
 
 
 def test_main_point_and_count_on_lines_of_their_own():

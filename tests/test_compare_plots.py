@@ -51,7 +51,7 @@ def test_figures_are_written(tmp_path):
     fig = lw.plots.words_by_method(table, save=tmp_path / "w.png")
     assert (tmp_path / "w.png").stat().st_size > 10_000
     assert len(fig.axes[0].patches) >= 4  # one bar per item and method
-    words = lw.llm.generation_table(["a", "b"], [lw.llm.Generation("x y", 1, 2, "stop", 0.1)] * 2,
-                                    required=[5, 10])
+    words = lw.plots.generation_table(["a", "b"], [lw.llm.Generation("x y", 1, 2, "stop", 0.1)] * 2,
+                                      lengths=[5, 10])
     lw.plots.words_per_prompt(words, save=tmp_path / "q.png")
     assert (tmp_path / "q.png").exists()

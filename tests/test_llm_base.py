@@ -4,8 +4,9 @@ import pytest
 
 import lw
 from lw.errors import LwError
-from lw.llm import GenerationConfig, generation_table
+from lw.llm import GenerationConfig
 from lw.llm.fake import ScriptedChatModel
+from lw.plots import generation_table
 
 
 def test_config_rejects_bad_values_and_unknown_settings():
@@ -75,7 +76,7 @@ def test_load_turns_generation_options_into_defaults():
 def test_generation_table_measures_words():
     fake = ScriptedChatModel(["Three small words.", "写三个字"])
     outs = fake.generate(["p1", "p2"])
-    table = generation_table(["p1", "p2"], outs, required=[3, 10])
+    table = generation_table(["p1", "p2"], outs, lengths=[3, 10])
     assert table["words"].tolist() == [3, 4]
-    assert table["required_words"].tolist() == [3, 10]
-    assert "required_words" not in generation_table(["p1", "p2"], outs)
+    assert table["length"].tolist() == [3, 10]
+    assert "length" not in generation_table(["p1", "p2"], outs)

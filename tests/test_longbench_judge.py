@@ -157,7 +157,7 @@ def test_ruler_table_and_max_length():
     preds = [{"id": str(i), "length": n, "words": w, "truncated": w > 900, "repetition": 0.1}
              for i, (n, w) in enumerate([(1000, 800), (1000, 1000), (5000, 700), (5000, 600)])]
     table = ruler.ruler_table(preds)
-    assert table["required"].tolist() == [1000, 5000]
+    assert table["length"].tolist() == [1000, 5000]
     assert table["mean_words"].tolist() == [900, 650] and table["max_words"].tolist() == [1000, 700]
     assert table["truncated"].tolist() == [1, 0]
     assert ruler.max_output_length(preds) == 1000
@@ -204,7 +204,7 @@ def test_paired_words_line_up_prompts_and_count_the_longer_ones():
              {"id": "b", "length": 5000, "words": 100}]
     table, longer = longbench.paired_words({"base": base, "SFT": tuned})
     assert list(table.index) == ["a", "b", "c"]
-    assert table.loc["a", "SFT"] == 700 and table.loc["b", "required"] == 5000
+    assert table.loc["a", "SFT"] == 700 and table.loc["b", "length"] == 5000
     assert longer == {"SFT": 2}
     with pytest.raises(LwError, match="base"):
         longbench.paired_words({"SFT": tuned})

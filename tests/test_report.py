@@ -6,7 +6,7 @@ from lw import report, stats
 
 def _ruler(**extra) -> dict:
     return {"prompts": 2, "max_output_words": {"m": 930}, "truncated": {"m": 0},
-            "mean_words_by_required": {"m": {"1000": 920.0, "2000": 610.4}}, **extra}
+            "mean_words_by_length": {"m": {"1000": 920.0, "2000": 610.4}}, **extra}
 
 
 def _claim(text: str, start: str) -> str:
@@ -23,7 +23,7 @@ def _build(tmp_path, records: dict) -> str:
 def test_claim_1_shows_usable_words_where_recorded(tmp_path):
     usable = {"m": {"1000": 610.0, "2000": 600.2}}
     text = _claim(_build(tmp_path, {"01_longwrite_ruler": _ruler(
-        mean_usable_words_by_required=usable)}), "Claim 1")
+        mean_usable_words_by_length=usable)}), "Claim 1")
     assert "| m | 1000: 920 (usable 610), 2000: 610 (usable 600) | 930 |" in text
     older = _claim(_build(tmp_path, {"01_longwrite_ruler": _ruler()}), "Claim 1")  # no KeyError
     assert "| m | 1000: 920, 2000: 610 | 930 |" in older and "(usable" not in older
@@ -68,7 +68,7 @@ def test_claim_2_prints_the_spearman_interval_and_verdict_or_says_there_is_none(
 
 
 def test_claim_3_and_longbench_show_usable_words_where_recorded(tmp_path):
-    aw = {"instructions": 2, "mean_required": 2000.0, "model": "m",
+    aw = {"instructions": 2, "mean_length": 2000.0, "model": "m",
           "mean_words": {"direct": 476.0, "sequential": 2126.0},
           "mean_usable_words": {"direct": 401.0, "sequential": 1990.0},
           "sequential_vs_direct": 4.47, "loop_free_vs_direct": {"direct": 1.0, "sequential": 4.1},
@@ -82,3 +82,19 @@ def test_claim_3_and_longbench_show_usable_words_where_recorded(tmp_path):
     older = {k: v for k, v in aw.items() if k != "mean_usable_words"}
     assert "| sequential | 2,126 | n/a | 4.47 |" in _claim(
         _build(tmp_path, {"02_agentwrite": older}), "Claim 3")
+
+
+def test_a_record_from_an_older_kit_is_named_not_guessed(tmp_path):
+    """Records written before the required length had one name (``length``) are reported as
+    stale with the command that rewrites them, not read under their old keys."""
+    import json
+
+    from lw import report
+
+    old = {"size": "small", "prompts": 2, "max_output_words": {"m": 10}, "truncated": {"m": 0},
+           "mean_words_by_required": {"m": {"1000": 10.0}}}
+    (tmp_path / "summary.json").write_text(json.dumps({"records": {"01_longwrite_ruler": old},
+                                                       "seconds": {}}))
+    text = report.build(tmp_path)
+    assert "01_longwrite_ruler was written by an older kit (it has no `mean_words_by_length`)" \
+        in text and "--only 01 --force" in text

@@ -39,7 +39,7 @@ from lw.agentwrite.direct import write_direct
 from lw.agentwrite.plan import (
     PlanStep,
     check_plan,
-    infer_target_words,
+    infer_length,
     parse_plan,
     plan_step_limit,
     scaffold_steps,
@@ -47,7 +47,7 @@ from lw.agentwrite.plan import (
 )
 from lw.agentwrite.writer import AgentWriter
 
-__all__ = ["METHODS", "AgentWriteConfig", "AgentWriter", "PlanStep", "check_plan", "infer_target_words",
+__all__ = ["METHODS", "AgentWriteConfig", "AgentWriter", "PlanStep", "check_plan", "infer_length",
            "long_table", "make_items", "parse_plan", "predict_agentwrite", "plan_step_limit", "scaffold_steps",
            "strip_label", "summary", "write",
            "unread_counts_note", "write_direct"]

@@ -10,7 +10,7 @@ from lw.records import Answer
 
 
 def long_table(records_by_method: dict[str, list[dict]]):
-    """One row per (item, method): id, method, required_words, words, usable_words (words
+    """One row per (item, method): id, method, length, words, usable_words (words
     before the text degenerates into loops or salad, ``lw.text.usable_words``), ratio,
     repetition (share of repeated 4-grams: a loop shows as a high value), loop_free_words,
     status, seconds."""
@@ -20,7 +20,7 @@ def long_table(records_by_method: dict[str, list[dict]]):
     for method, records in records_by_method.items():
         for r in map(lambda d: Answer.from_dict(d).to_dict(), records):
             rows.append({"id": r["id"], "prompt": r["prompt"][:60], "method": method,
-                         "required_words": r["length"], "words": r["words"],
+                         "length": r["length"], "words": r["words"],
                          "usable_words": lw_text.usable_words(r.get("response", "")),
                          "ratio": round(r["words"] / r["length"], 2),
                          "repetition": r.get("repetition", lw_text.repetition(r.get("response", ""))),
@@ -39,7 +39,7 @@ def summary(table, baseline: str = "direct"):
     done = table[table["status"] == "done"]
     out = table.groupby("method", sort=False).agg(items=("id", "count"))
     out["failed"] = table[table["status"] != "done"].groupby("method").size()
-    out["mean_required"] = done.groupby("method")["required_words"].mean().round(0)
+    out["mean_length"] = done.groupby("method")["length"].mean().round(0)
     out["mean_words"] = done.groupby("method")["words"].mean().round(0)
     out["mean_repetition"] = done.groupby("method")["repetition"].mean().round(3)
     out["mean_loop_free_words"] = done.groupby("method")["loop_free_words"].mean().round(0)

@@ -10,10 +10,11 @@ import numbers
 from dataclasses import dataclass
 
 from lw import prompts
-from lw.agentwrite.plan import infer_target_words
+from lw.agentwrite.plan import infer_length
 from lw.agentwrite.prompting import SETS
 from lw.errors import LwError
 from lw.llm.base import GenerationConfig
+from lw.records import renamed
 
 PLAN_MODES = ("auto", "free", "scaffold", "scaffold_chat")
 
@@ -43,7 +44,7 @@ class AgentWriteConfig:
     tokens_per_word: float = 1.5  # paragraph budget: words x this + margin, in 128-token buckets
     token_margin: int = 32
     max_new_tokens: int = 4096  # cap on any one call (the paper's fixed budget)
-    default_target_words: int = 2000
+    default_length: int = 2000
     language: str | None = None  # None follows the instruction (Chinese characters -> "zh")
     retry_short: int = 0  # re-ask a paragraph ending under short_ratio of its words (weak models)
     short_ratio: float = 0.25
@@ -104,21 +105,21 @@ def _item(raw, n: int, default_target: int) -> dict:
     if not isinstance(raw, (str, dict)):
         raise LwError(f"row {n} is a {type(raw).__name__} ({raw!r:.80}); give a string or a "
                       "dict with 'prompt' (and optional 'length', 'id').")
-    item = {"prompt": raw} if isinstance(raw, str) else raw
+    item = {"prompt": raw} if isinstance(raw, str) else renamed(raw)
     where = f"row {n}" + (f" (id {item['id']!r})" if item.get("id") is not None else "")
-    instr = item.get("prompt", item.get("instruction"))
+    instr = item.get("prompt")
     if not isinstance(instr, str) or not instr.strip():
-        field = "prompt" if "prompt" in item or "instruction" not in item else "instruction"
+        field = "prompt"
         got = "is missing" if field not in item else f"is {instr!r:.60}"
         raise LwError(f"{where}: '{field}' {got}; every item needs text to write (fields "
                       f"given: {', '.join(map(str, item)) or 'none'}).")
     instr = instr.strip()
-    field = "length" if "length" in item else "target_words"
+    field = "length"
     target, source = item.get(field), "given"
     if isinstance(target, float) and math.isnan(target):  # a missing cell in a pandas table
         target = None
     if target is None:
-        target, source = infer_target_words(instr, default_target)
+        target, source = infer_length(instr, default_target)
         if target < 1:  # "write 0 words": never silently replaced by the default
             raise LwError(f"{where}: the instruction asks for {target} words ({instr[:60]!r}); "
                           "a target must be at least 1 word: fix the text or give 'length'.")

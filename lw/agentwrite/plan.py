@@ -7,7 +7,7 @@ the main point or the count on a line of its own, the Chinese ``第1段``/``第�
 ``~400 words``, ``约600字``, ``600字左右``) and ranges (``400-500 words``, ``300 to 400 words``,
 ``300~400字``), which read as their mean.
 
-    steps = parse_plan(text, target_words=3000)
+    steps = parse_plan(text, length=3000)
     steps[0].main_point, steps[0].words, steps[0].count_source  # "plan", "range" or "default"
     note = unread_counts_note(steps, 3000)  # "" when every count was read
 
@@ -108,7 +108,7 @@ def _clean(line: str) -> str:
     return re.sub(r"^[-•·]\s+", "", line)  # a bullet, not a dash inside the text
 
 
-def parse_plan(text: str, target_words: int | None = None, strict: bool = False) -> list[PlanStep]:
+def parse_plan(text: str, length: int | None = None, strict: bool = False) -> list[PlanStep]:
     """Steps from a plan reply.
 
     Counts are read as written, hedges ("about", "约", "左右") dropped; a range ("300-400
@@ -118,7 +118,7 @@ def parse_plan(text: str, target_words: int | None = None, strict: bool = False)
 
     Args:
         text: the model's plan.
-        target_words: the whole piece's length. A step whose count cannot be read (none given,
+        length: the whole piece's length. A step whose count cannot be read (none given,
             or "a few hundred words") gets what the read counts leave of it, shared out and kept
             to 200-1,000 words, marked ``count_source="default"``; without a target, 500.
         strict: raise instead when any step's count cannot be read.
@@ -127,7 +127,7 @@ def parse_plan(text: str, target_words: int | None = None, strict: bool = False)
         PlanStep list in order (indices renumbered 1..n).
 
     Raises:
-        LwError: no recognisable step, more steps than ``plan_step_limit(target_words)`` (50
+        LwError: no recognisable step, more steps than ``plan_step_limit(length)`` (50
             up to a 25,000-word target), or (strict) an unread count.
     """
     found: list[dict] = []
@@ -154,14 +154,14 @@ def parse_plan(text: str, target_words: int | None = None, strict: bool = False)
     if not found:
         raise LwError("no plan step found: expected lines like 'Paragraph 1 - Main Point: ... - "
                       f"Word Count: 400 words'. The reply began: {(text or '')[:200]!r}")
-    limit = plan_step_limit(target_words)
+    limit = plan_step_limit(length)
     if len(found) > limit:
-        whose = f" for a {target_words}-word target" if target_words else ""
+        whose = f" for a {length}-word target" if length else ""
         raise LwError(f"the plan has {len(found)} steps; plans over {limit} are rejected{whose} "
                       "(too many steps break the write loop, as in the paper's data pipeline; "
                       "see lw.agentwrite.plan_step_limit).")
-    steps = _fill_counts(found, target_words)
-    if strict and (note := unread_counts_note(steps, target_words)):
+    steps = _fill_counts(found, length)
+    if strict and (note := unread_counts_note(steps, length)):
         raise LwError(f"{note}. Ask for a plan with a number of words on every line.")
     return steps
 
@@ -225,21 +225,21 @@ def _number(text: str) -> int:
     return round(float(text.rstrip("kK千")) * scale)
 
 
-def _fill_counts(found: list[dict], target_words: int | None) -> list[PlanStep]:
+def _fill_counts(found: list[dict], length: int | None) -> list[PlanStep]:
     """PlanSteps; an unread count gets what the read counts leave of the target, shared out
     and kept to 200-1,000 a paragraph (500 without a target), flagged ``count_source="default"``
     (``unread_counts_note`` reports it)."""
     missing = [f for f in found if f["words"] is None]
     share = NO_TARGET_SHARE
-    if missing and target_words:
+    if missing and length:
         given = sum(f["words"] for f in found if f["words"] is not None)
-        share = min(MAX_WORDS, max(MIN_WORDS, math.ceil((target_words - given) / len(missing))))
+        share = min(MAX_WORDS, max(MIN_WORDS, math.ceil((length - given) / len(missing))))
     return [PlanStep(i + 1, f["main_point"], share if f["words"] is None else f["words"],
                      f["count_source"], f["count_text"], f["source"])
             for i, f in enumerate(found)]
 
 
-def unread_counts_note(steps: list[PlanStep], target_words: int | None = None) -> str:
+def unread_counts_note(steps: list[PlanStep], length: int | None = None) -> str:
     """What a record should say about steps whose count was not read ("" if none): which steps,
     what was written there, and the length each was given instead."""
     unread = [s for s in steps if s.count_source == "default"]
@@ -247,46 +247,46 @@ def unread_counts_note(steps: list[PlanStep], target_words: int | None = None) -
         return ""
     listed = ", ".join(f"step {s.index} ({s.count_text!r})" if s.count_text else
                        f"step {s.index} (none given)" for s in unread)
-    basis = (f"what the read counts leave of the {target_words}-word target, shared out and kept "
-             f"to {MIN_WORDS}-{MAX_WORDS}" if target_words else "the default without a target")
+    basis = (f"what the read counts leave of the {length}-word target, shared out and kept "
+             f"to {MIN_WORDS}-{MAX_WORDS}" if length else "the default without a target")
     return (f"word count not read for {listed}: given {unread[0].words} words each ({basis}; "
             "count_source='default')")
 
 
-def check_plan(steps: list[PlanStep], target_words: int) -> str | None:
+def check_plan(steps: list[PlanStep], length: int) -> str | None:
     """Why a parsed plan cannot serve the target (None if it can): too few steps to reach the
     target at 1,000 words a paragraph, or only empty main points."""
-    need = max(1, math.ceil(target_words / MAX_WORDS))
+    need = max(1, math.ceil(length / MAX_WORDS))
     if len(steps) < need:
-        return f"{len(steps)} step(s) cannot reach {target_words} words (need at least {need})"
+        return f"{len(steps)} step(s) cannot reach {length} words (need at least {need})"
     if not any(s.main_point for s in steps):
         return "every main point is empty"
     return None
 
 
-def plan_step_limit(target_words: int | None = None) -> int:
+def plan_step_limit(length: int | None = None) -> int:
     """The most steps a plan may have: the paper's 50 (its data pipeline skips longer plans),
     raised for targets over 25,000 words to enough steps for paragraphs averaging 500 words
     (60,000 words: 120 steps). Without it a target over 50,000 words could get no plan at all,
     since a step holds at most 1,000 words."""
-    if not target_words:
+    if not length:
         return MAX_STEPS
-    return max(MAX_STEPS, math.ceil(target_words / STEP_WORDS_FLOOR))
+    return max(MAX_STEPS, math.ceil(length / STEP_WORDS_FLOOR))
 
 
-def scaffold_steps(target_words: int, words_per_step: int = 400) -> list[int]:
-    """Word counts for a scaffolded plan: ``target_words`` split into equal paragraphs of about
+def scaffold_steps(length: int, words_per_step: int = 400) -> list[int]:
+    """Word counts for a scaffolded plan: ``length`` split into equal paragraphs of about
     ``words_per_step`` words (kept to 200-1,000 each, and to ``plan_step_limit`` steps)."""
-    if target_words < 1:
-        raise LwError(f"a scaffolded plan needs a positive target, got {target_words} words.")
+    if length < 1:
+        raise LwError(f"a scaffolded plan needs a positive target, got {length} words.")
     per = min(MAX_WORDS, max(MIN_WORDS, words_per_step))
-    n = min(plan_step_limit(target_words),
-            max(1, math.ceil(target_words / MAX_WORDS), round(target_words / per)))
-    base = target_words // n
-    return [base + (1 if i < target_words - base * n else 0) for i in range(n)]
+    n = min(plan_step_limit(length),
+            max(1, math.ceil(length / MAX_WORDS), round(length / per)))
+    base = length // n
+    return [base + (1 if i < length - base * n else 0) for i in range(n)]
 
 
-def infer_target_words(instruction: str, default: int = DEFAULT_TARGET) -> tuple[int, str]:
+def infer_length(instruction: str, default: int = DEFAULT_TARGET) -> tuple[int, str]:
     """The length an instruction asks for: ("5000-word essay" -> 5000, "写一篇3000字" -> 3000,
     "10k words" -> 10000). Returns (words, "instruction") or (default, "default").
 

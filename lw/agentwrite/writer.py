@@ -121,7 +121,7 @@ class AgentWriter(PlanStage):
         """
         from lw.progress import bar as tqdm
 
-        items = make_items(instructions, self.config.default_target_words)
+        items = make_items(instructions, self.config.default_length)
         context_warning(self.model, items, self.config.mode)
         states = [self._resume(item, retry_failed) for item in items]
         todo = [s for s in states if s.final is None and s.error is None]

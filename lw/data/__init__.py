@@ -22,7 +22,7 @@ from lw import text
 from lw.data import pairs  # noqa: E402,F401 - lw.data.pairs: the preference pairs DPO trains on
 from lw.errors import LwError
 from lw.paper.benchmarks import check_length, check_rows
-from lw.records import Answer
+from lw.records import Answer, renamed
 from lw.resources import short_prompts  # noqa: F401 - lw.data.short_prompts, as 04 calls it
 from lw.store import jsonl_lines
 
@@ -81,7 +81,7 @@ def instructions(source: str = "kit", n: int | None = None, min_words: int = 0,
         n, min_words, max_words, seed: how many, which required lengths, seeded pick.
     """
     from lw import resources as kit
-    from lw.agentwrite import infer_target_words
+    from lw.agentwrite import infer_length
 
     if source == "kit":
         return kit.load(min_words=min_words, max_words=max_words, n=n, seed=seed)
@@ -92,7 +92,7 @@ def instructions(source: str = "kit", n: int | None = None, min_words: int = 0,
         for i, conv in enumerate(load(source)):
             user = next(m["content"] for m in conv["messages"] if m["role"] == "user")
             answer = next(m["content"] for m in conv["messages"] if m["role"] == "assistant")
-            length, how = infer_target_words(user, default=0)
+            length, how = infer_length(user, default=0)
             length = length if how != "default" else text.count_words(answer)
             if length < 1:  # no length asked for and no words answered: no target to write to
                 unknown += 1
@@ -116,7 +116,7 @@ def instructions(source: str = "kit", n: int | None = None, min_words: int = 0,
 
 def _jsonl_instructions(source: str) -> list[dict]:
     """Rows of a JSONL of instructions (see ``instructions``), each checked as it is read."""
-    from lw.agentwrite import infer_target_words
+    from lw.agentwrite import infer_length
 
     path = Path(source)
     if not path.is_file():
@@ -131,13 +131,14 @@ def _jsonl_instructions(source: str) -> list[dict]:
         if not isinstance(r, dict):
             raise LwError(f"{where} is a {type(r).__name__}, not an object with 'prompt' "
                           "and 'length'.")
-        prompt = r.get("prompt") or r.get("instruction")
+        r = renamed(r)
+        prompt = r.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise LwError(f"{where} has no 'prompt' (or 'instruction') text; it has "
                           f"{', '.join(sorted(r)) or 'no fields'}.")
-        length = r.get("length", r.get("target_words"))
+        length = r.get("length")
         if length is None:
-            length, how = infer_target_words(prompt)
+            length, how = infer_length(prompt)
             if how == "default":  # "write 0 words" or no number at all: nothing to go by
                 raise LwError(f"{where} has no 'length' and its prompt states no length of at "
                               f"least 1 word ({prompt[:80]!r}): add \"length\": <words>.")

@@ -58,11 +58,10 @@ from lw.llm.base import (
     GenerationConfig,
     Request,
     check_prompt_format,
-    generation_table,
 )
 
 __all__ = ["PROMPT_FORMATS", "RELEASED", "Capabilities", "ChatModel", "Conversation", "Generation",
-           "GenerationConfig", "Request", "SPECS", "generation_table", "load", "paper_options"]
+           "GenerationConfig", "Request", "SPECS", "load", "paper_options"]
 
 SPECS = ("smollm2-135m", "tiny-random", "hf:<id or path>", "openai:<model>",
          "vllm:<id or path>", "fake:<reply>")

@@ -401,27 +401,3 @@ def byte_bound(conv: Conversation, prefix: str | None = None) -> int:
 
 def clock() -> float:
     return time.perf_counter()
-
-
-def generation_table(prompts, generations, required=None):
-    """A pandas table of replies: words (paper's measure), tokens, seconds, tokens/s, finish.
-
-    Args:
-        prompts: the prompts (strings or conversations) in the order generated.
-        generations: the Generation list ``generate`` returned for them.
-        required: optional required lengths in words, one per prompt.
-    """
-    import pandas as pd
-
-    from lw.text import count_words
-
-    rows = []
-    for k, (p, g) in enumerate(zip(prompts, generations, strict=True)):
-        text = p if isinstance(p, str) else p[-1]["content"]
-        rows.append({"prompt": text[:60], "required_words": required[k] if required else None,
-                     "words": count_words(g.text), "completion_tokens": g.completion_tokens,
-                     "seconds": round(g.seconds, 2), "finish_reason": g.finish_reason})
-    df = pd.DataFrame(rows)
-    if required is None:
-        df = df.drop(columns="required_words")
-    return df
