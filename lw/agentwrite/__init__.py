@@ -36,7 +36,7 @@ from lw.agentwrite.cleanup import strip_label
 from lw.agentwrite.compare import long_table, summary
 from lw.agentwrite.config import AgentWriteConfig, make_items
 from lw.agentwrite.direct import write_direct
-from lw.agentwrite.plan import (
+from lw.agentwrite.outline import (
     PlanStep,
     check_plan,
     infer_length,

@@ -3,7 +3,7 @@ chat reply), repeated points, echoed labels and chatty preambles."""
 
 import re
 
-from lw.agentwrite.plan import parse_plan
+from lw.agentwrite.outline import parse_plan
 from lw.errors import LwError
 
 

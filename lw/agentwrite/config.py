@@ -10,7 +10,7 @@ import numbers
 from dataclasses import dataclass
 
 from lw import prompts
-from lw.agentwrite.plan import infer_length
+from lw.agentwrite.outline import infer_length
 from lw.agentwrite.prompting import SETS
 from lw.errors import LwError
 from lw.llm.base import GenerationConfig

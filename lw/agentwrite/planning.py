@@ -27,7 +27,7 @@ answer (a server outage) is no failure: nothing is stored and a plain rerun asks
 from dataclasses import dataclass, field
 
 from lw.agentwrite.cleanup import chat_point, is_repeat, main_point
-from lw.agentwrite.plan import check_plan, parse_plan, scaffold_steps, unread_counts_note
+from lw.agentwrite.outline import check_plan, parse_plan, scaffold_steps, unread_counts_note
 from lw.errors import LwError
 from lw.llm.base import Request
 from lw.llm.failures import failure_kind

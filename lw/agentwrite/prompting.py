@@ -31,7 +31,7 @@ that cannot continue a prefix) asks each line's main point with the kit's
 """
 
 from lw import prompts
-from lw.agentwrite.plan import PlanStep
+from lw.agentwrite.outline import PlanStep
 from lw.paper import prompts as paper_prompts
 
 SETS = ("kit", "official")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from lw import prompts, text
 from lw.agentwrite.cleanup import strip_label
 from lw.agentwrite.config import AgentWriteConfig, make_items
-from lw.agentwrite.plan import PlanStep
+from lw.agentwrite.outline import PlanStep
 from lw.agentwrite.planning import PlanStage, step_stats
 from lw.agentwrite.prompting import OfficialPrompts, prompt_set
 from lw.errors import LwError

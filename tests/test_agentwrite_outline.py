@@ -3,7 +3,7 @@
 import pytest
 
 from lw.agentwrite import check_plan, infer_length, parse_plan, scaffold_steps
-from lw.agentwrite.plan import PlanStep, plan_step_limit, unread_counts_note, zh_number
+from lw.agentwrite.outline import PlanStep, plan_step_limit, unread_counts_note, zh_number
 from lw.errors import LwError
 
 

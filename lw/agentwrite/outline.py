@@ -1,4 +1,4 @@
-"""AgentWrite step I: the plan (arXiv 2408.07055, section 3.1).
+"""AgentWrite step I's outline, the plan as text: read and checked (arXiv 2408.07055, 3.1).
 
 ``parse_plan`` reads what models really write: ``Paragraph 1 - Main Point: ... - Word Count: 400
 words``, with blank lines, bold or numbered markup, ``1,000 words``, dashes inside the main point,
