@@ -12,6 +12,7 @@ length so the routes do the same work):
   read from /proc/cpuinfo); skipped, and said, where it has not (bf16 on AVX2 is emulated).
 * ``int8``: torch's dynamic int8 quantisation of every ``nn.Linear`` (int8 weights, fp32
   activations quantised per batch), on any x86 CPU.
+* ``bf16 xB``, ``int8 xB``: those at twice the batch.
 
 Agreement: the same prompts decoded greedily for ``--agree-tokens`` tokens by fp32 and by the
 route; printed are the share of replies identical to fp32's and the mean share of tokens before
@@ -83,7 +84,9 @@ def routes(spec: str, base, flags: set[str], rows: int):
     yield f"fp32 x{2 * rows}", base, 2 * rows, None
     why = bf16_native(flags)
     if why is None:
-        yield "bf16", lw.llm.load(spec, batch_size=rows, dtype=torch.bfloat16), rows, None
+        half = lw.llm.load(spec, batch_size=rows, dtype=torch.bfloat16)
+        yield "bf16", half, rows, None
+        yield f"bf16 x{2 * rows}", half, 2 * rows, None
     else:
         yield "bf16", None, rows, why
     try:
@@ -92,6 +95,7 @@ def routes(spec: str, base, flags: set[str], rows: int):
         torch.ao.quantization.quantize_dynamic(quant.model, {torch.nn.Linear},
                                                dtype=torch.qint8, inplace=True)
         yield "int8", quant, rows, None
+        yield f"int8 x{2 * rows}", quant, 2 * rows, None
     except Exception as exc:  # noqa: BLE001 - a route this torch cannot build is reported
         yield "int8", None, rows, f"quantize_dynamic failed: {exc!r:.120}"
 
