@@ -70,6 +70,7 @@ test-server: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_cpu_routes.py
 	$(BIN)/python benchmarks/bench_agentwrite.py
 	$(BIN)/python benchmarks/bench_packing.py
 	$(BIN)/python benchmarks/bench_pipeline.py
