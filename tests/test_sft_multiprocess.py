@@ -112,6 +112,21 @@ def _wait(proc: subprocess.Popen, log: Path, timeout: float = 240) -> str:
     return log.read_text()
 
 
+def _launch_and_kill_after_a_checkpoint(args: list[str], out: Path, log: Path):
+    """Launch, then SIGKILL the launcher and both ranks once a checkpoint is complete; returns
+    the killed process ids (none left alive) and the launch's output."""
+    started = time.monotonic()
+    proc = _launch(args, log)
+    while proc.poll() is None and not list(out.glob("checkpoint-*/trainer_state.json")):
+        assert time.monotonic() - started < 240, log.read_text()[-3000:]
+        time.sleep(0.05)
+    assert proc.poll() is None, f"finished before it could be killed:\n{log.read_text()[-3000:]}"
+    killed = _kill(proc)
+    time.sleep(0.5)
+    assert not [pid for pid in killed if _alive(pid)]
+    return killed, log.read_text()
+
+
 DATA = [{"messages": [
     {"role": "user", "content": f"Question {i}: tell me about item {i}."},
     {"role": "assistant", "content": "Item facts: it is small, blue and useful. " * (1 + i % 3)}]}
@@ -136,19 +151,8 @@ def test_two_cpu_processes_split_the_data_write_once_and_resume_after_a_kill(tmp
     out = tmp_path / "out"
     args = _sft_args(tmp_path)
 
-    # First launch: killed (launcher and both ranks) once a checkpoint is complete.
-    log1 = tmp_path / "launch1.log"
-    started = time.monotonic()
-    proc = _launch(args, log1)
-    while proc.poll() is None and not list(out.glob("checkpoint-*/trainer_state.json")):
-        assert time.monotonic() - started < 240, log1.read_text()[-3000:]
-        time.sleep(0.05)
-    assert proc.poll() is None, f"finished before it could be killed:\n{log1.read_text()[-3000:]}"
-    killed = _kill(proc)
+    killed, first = _launch_and_kill_after_a_checkpoint(args, out, tmp_path / "launch1.log")
     assert len(killed) >= 3  # the launcher, torchrun and the 2 ranks
-    time.sleep(0.5)
-    assert not [pid for pid in killed if _alive(pid)]
-    first = log1.read_text()
     assert not (out / "final").exists()
     # Rank 0 tokenized, rank 1 waited and loaded what it stored; nobody tokenized twice.
     assert first.count("tokenized 8 conversations") == 1, first[-3000:]
@@ -223,18 +227,7 @@ def test_dpo_on_two_cpu_processes_splits_the_pairs_tokenizes_once_and_resumes_af
     for key, value in sets.items():
         args += ["--set", f"{key}={json.dumps(value)}"]
 
-    # First launch: killed (launcher and both ranks) once a checkpoint is complete.
-    log1 = tmp_path / "dpo1.log"
-    started = time.monotonic()
-    proc = _launch(args, log1)
-    while proc.poll() is None and not list(out.glob("checkpoint-*/trainer_state.json")):
-        assert time.monotonic() - started < 240, log1.read_text()[-3000:]
-        time.sleep(0.05)
-    assert proc.poll() is None, f"finished before it could be killed:\n{log1.read_text()[-3000:]}"
-    killed = _kill(proc)
-    time.sleep(0.5)
-    assert not [pid for pid in killed if _alive(pid)]
-    first = log1.read_text()
+    _, first = _launch_and_kill_after_a_checkpoint(args, out, tmp_path / "dpo1.log")
     assert not (out / "final").exists()
     # TRL tokenized on rank 0; rank 1 loaded its cache (TRL's progress bar, shown per map run).
     assert first.replace("\r", "\n").count("Tokenizing train dataset: 100%") == 1, first[-3000:]
