@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lw import text
 from lw.errors import LwError
+from lw.records import Answer, Prompt
 
 # What each design takes from the pool (the notebook prints it beside the counts, so the
 # conversations a design leaves out are said, not silently dropped).
@@ -186,7 +187,7 @@ class Result:
     models: dict
 
 
-def run(subsets: dict[int, list[dict]], recipe, prompts: list[dict], folder,
+def run(subsets: dict[int, list[dict]], recipe, prompts: list[Prompt], folder,
         max_new_tokens: int, seeds=(0,), batch_size: int = 8, progress: bool = True,
         overrides: dict | None = None, **generation) -> Result:
     """Train one model per cap and training seed (``lw.sft.train``, output
@@ -201,7 +202,9 @@ def run(subsets: dict[int, list[dict]], recipe, prompts: list[dict], folder,
     """
     import pandas as pd
 
-    import lw
+    from lw import llm, store
+    from lw.generation import predict
+    from lw.sft import train
     from lw.sft.config import Recipe, load_recipe
 
     if isinstance(recipe, Recipe):
@@ -217,15 +220,15 @@ def run(subsets: dict[int, list[dict]], recipe, prompts: list[dict], folder,
         for s in seeds:
             one = load_recipe(recipe, **{**(overrides or {}), "seed": s,
                                          "output_dir": str(folder / f"cap-{cap}-seed-{s}")})
-            trained = lw.sft.train(one, data=[{"messages": c["messages"]} for c in convs],
-                                   progress=progress)
-            model = lw.llm.load(trained.spec, batch_size=batch_size)
+            trained = train(one, data=[{"messages": c["messages"]} for c in convs],
+                            progress=progress)
+            model = llm.load(trained.spec, batch_size=batch_size)
             try:
-                answers = lw.generation.predict(
-                    model, prompts, lw.store.keyed_path(folder, f"cap-{cap}-seed-{s}-answers",
-                                                        model=trained.spec, seed=s,
-                                                        max_new_tokens=max_new_tokens,
-                                                        **generation),
+                answers = predict(
+                    model, prompts, store.keyed_path(folder, f"cap-{cap}-seed-{s}-answers",
+                                                     model=trained.spec, seed=s,
+                                                     max_new_tokens=max_new_tokens,
+                                                     **generation),
                     max_new_tokens=max_new_tokens, seed=s, progress=progress, **generation)
             finally:
                 model.close()
@@ -241,7 +244,7 @@ def run(subsets: dict[int, list[dict]], recipe, prompts: list[dict], folder,
     return Result(table=table, per_seed=pd.DataFrame(per_seed), preds=preds, models=models)
 
 
-def _summary(answers: list[dict], data_words: list[int]) -> dict:
+def _summary(answers: list[Answer], data_words: list[int]) -> dict:
     from lw.records import answer_usable_words as usable_words
 
     done = [p for p in answers if p.get("status") == "done"]

@@ -9,6 +9,7 @@ import json
 import random
 from pathlib import Path
 
+from lw import records
 from lw.errors import LwError
 from lw.store import jsonl_lines
 
@@ -63,8 +64,9 @@ def as_conversation(row: dict, where: str = "row") -> dict:
                           f"str}} dicts, got {raw!r:.200}.")
         messages = [{"role": m["role"], "content": m["content"]} for m in raw]
     else:
-        prompt = row.get("prompt") or row.get("instruction")
-        reply = row.get("response") or row.get("output") or row.get("text")
+        named = records.prompt(row, required=())  # the kit's names (old ones read there)
+        prompt = named.get("prompt")
+        reply = named.get("response") or named.get("output")  # "output": Alpaca-style sets
         if not prompt or not reply:
             raise LwError(f"{where}: expected 'messages' or prompt/response fields, got "
                           f"{sorted(row)}.")

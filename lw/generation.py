@@ -22,15 +22,16 @@ from lw import text
 from lw.llm import context as lw_context
 from lw.llm.failures import REQUEST, REQUEST_ADVICE, TRANSPORT, TRANSPORT_ADVICE, stored_kind
 from lw.paper.benchmarks import check_rows
+from lw.records import Answer, Prompt
 from lw.store import ResultStore
 
 # Stored in each record as versions["evaluate"] (the name the records on disk already carry).
 VERSION = 1
 
 
-def predict(model, rows: list[dict], path, max_new_tokens: int, temperature: float = 0.5,
+def predict(model, rows: list[Prompt], path, max_new_tokens: int, temperature: float = 0.5,
             top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = 0,
-            progress: bool = True) -> list[dict]:
+            progress: bool = True) -> list[Answer]:
     """Generate an answer to every row (the paper samples at temperature 0.5), storing each
     answer the moment it ends, so a crash or kill loses only the requests in flight.
 

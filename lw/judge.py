@@ -47,12 +47,13 @@ not stored and not pending, and the warning says what to change (``max_answer_ch
 import warnings
 from collections import Counter
 
-from lw import prompts, scoring
+from lw import prompts, records, scoring
 from lw.errors import LwError
 from lw.llm.base import Request
 from lw.llm.failures import TRANSPORT, failure_kind
 from lw.paper import prompts as paper_prompts
 from lw.paper.benchmarks import check_rows
+from lw.records import Answer, Judgement
 from lw.store import ResultStore
 
 PROTOCOLS = ("kit", "official")
@@ -72,10 +73,10 @@ REFUSED_ADVICE = ("asking again unchanged fails the same way: set max_answer_cha
                   "rerun")
 
 
-def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | None = None,
+def judge(model, preds: list[Answer], path, mode: str = "auto", retries: int | None = None,
           protocol: str = "kit", max_answer_chars: int | None = None,
           temperature: float | None = None, max_new_tokens: int | None = None,
-          progress: bool = True, official: bool | None = None) -> list[dict]:
+          progress: bool = True, official: bool | None = None) -> list[Judgement]:
     """Judge every prediction (resumable, keyed by id).
 
     Args:
@@ -142,7 +143,7 @@ def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | Non
         elif rec is None:  # the prediction itself failed: nothing to judge
             rec = {"id": p["id"], **base, "scores": None, "unscored": NO_PREDICTION,
                    "attempts": 0, "error": p.get("error")}
-        out.append(rec)
+        out.append(records.judgement(rec))
     if no_answer:
         last = no_answer[next(reversed(no_answer))]["error"]
         warnings.warn(f"judge: {model.spec} gave no answer for {len(no_answer)} of {len(todo)} "
@@ -157,7 +158,7 @@ def judge(model, preds: list[dict], path, mode: str = "auto", retries: int | Non
     return out
 
 
-def coverage(judgements: list[dict]) -> dict:
+def coverage(judgements: list[Judgement]) -> dict:
     """What a results table reports about the judge: how many items were scored, why the others
     were not (``judge_unscored_reasons``, e.g. ``DROPPED``), how many got no answer yet
     (``judge_pending``: transport failures, asked again by a rerun; ``judge_last_error`` says

@@ -19,12 +19,13 @@ from lw import records, scoring
 from lw.errors import LwError
 from lw.generation import predict
 from lw.paper.benchmarks import check_rows
+from lw.records import Answer, Judgement, Prompt
 
 # Stamped into saved result tables (``save_results``) as evaluate_version.
 VERSION = 1
 
 
-def length_table(preds: list[dict]):
+def length_table(preds: list[Answer]):
     """Per prediction: id, language, bucket, length (the words asked for), words, usable_words
     (words before the answer degenerates, ``lw.records.answer_usable_words``; None where no
     response text was kept), S_l, truncated, capped, repetition, status."""
@@ -67,7 +68,7 @@ def paired_words(preds_by_model: dict, base: str = "base"):
     return table, longer
 
 
-def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
+def results(preds: list[Answer], judgements: list[Judgement] | None = None) -> dict:
     """LongBench-Write results for one model.
 
     Args:
@@ -97,7 +98,7 @@ def results(preds: list[dict], judgements: list[dict] | None = None) -> dict:
     return out
 
 
-def quality(judgements: list[dict], buckets: dict[str, str] | None = None) -> dict:
+def quality(judgements: list[Judgement], buckets: dict[str, str] | None = None) -> dict:
     """S_q from judge records: each dimension's mean rating m -> (m - 1) * 25, S_q = their mean.
     Items the judge never scored are left out of the means and counted in ``judge_coverage``;
     ``judge_pending`` counts those it gave no answer for yet (transport failures: rerun the
@@ -160,7 +161,7 @@ def save_results(table, name: str, benchmark: str, judge_prompt: str | None = No
     return csv
 
 
-def run_model(spec: str, rows: list[dict], folder, batch_size: int = 8,
+def run_model(spec: str, rows: list[Prompt], folder, batch_size: int = 8,
               load_options: dict | None = None, **settings):
     """Load ``spec`` and predict ``rows`` into a file under ``folder`` named by model, load
     options and settings (so reruns resume). ``agentwrite:<spec>`` writes with AgentWrite on
@@ -189,7 +190,7 @@ def run_model(spec: str, rows: list[dict], folder, batch_size: int = 8,
     return model, predict(model, rows, path, **settings)
 
 
-def run_models(models, rows: list[dict], folder, batch_size: int = 8,
+def run_models(models, rows: list[Prompt], folder, batch_size: int = 8,
                load_options: dict | None = None, judge: str | None = None,
                judge_mode: str = "auto", judge_protocol: str = "kit",
                judge_max_chars: int | None = None, judge_settings: dict | None = None,
@@ -276,7 +277,7 @@ def _served_weights(**specs) -> dict:
     """``keyed_path`` names the weights of ``hf:<folder>`` specs in file names, so a retrained
     checkpoint does not resume old results; the same checkpoint served as ``vllm:<folder>``
     gets the same here (``<key>_weights``)."""
-    from lw.store import weights_version
+    from lw.llm import weights_version
 
     out = {}
     for key, spec in specs.items():

@@ -44,10 +44,10 @@ def model_context(spec: str, options: dict) -> tuple[int | None, str, str]:
     nothing: a local model's config where it is on disk, a server's ``/v1/models``."""
     kind, _, rest = spec.removeprefix("agentwrite:").partition(":")
     if kind == "openai":
-        import lw
+        from lw import llm
 
         try:
-            model = lw.llm.load(spec, **{k: v for k, v in options.items()
+            model = llm.load(spec, **{k: v for k, v in options.items()
                                          if k in ("base_url", "api_key", "context", "server")})
             caps = model.capabilities
             return caps.context, model.context_how(), f"the server at {model.base_url}"

@@ -173,6 +173,12 @@ class AgentWriteRun:
     plan_mode: str  # "auto", "free" or "scaffold"
     tokens_per_word: float  # per-paragraph budget = words asked x this
     plan_max_new_tokens: int
+    # The same at every size (lw.agentwrite.run_settings builds the settings from them):
+    temperature: float = 0.8  # AgentWrite's sampling (the paper used 1.0)
+    direct_temperature: float = 0.5  # the direct baseline, as LongBench-Write generates
+    repetition_penalty: float = 1.1  # small models loop without one
+    words_per_step: int = 400  # paragraph length of a scaffolded plan
+    retry_short: int = 1  # ask again for a paragraph under a quarter of its words (0: the paper)
 
 
 AGENTWRITE_RUN = {

@@ -11,9 +11,10 @@
 
 from lw import records
 from lw.paper.benchmarks import check_rows
+from lw.records import Answer, Prompt
 
 
-def ruler_table(preds: list[dict]):
+def ruler_table(preds: list[Answer]):
     """LongWrite-Ruler: per required length, prompts, mean and max words, mean usable words
     (``lw.records.answer_usable_words``; NaN where no response text was kept), how many the token limit cut
     (``truncated``), how many had their budget lowered by the context (``capped``) and mean
@@ -37,12 +38,12 @@ def ruler_table(preds: list[dict]):
         repetition=lambda d: d["repetition"].round(3)).reset_index()
 
 
-def max_output_length(preds: list[dict]) -> int:
+def max_output_length(preds: list[Answer]) -> int:
     """The longest answer in words: the model's maximum output length on these prompts."""
     return max((p.get("words", 0) for p in preds), default=0)
 
 
-def run(models, rows: list[dict], folder, size, **settings) -> dict:
+def run(models, rows: list[Prompt], folder, size, **settings) -> dict:
     """Notebook 01's generation: each model answers ``rows`` (one loaded at a time, closed
     before the next), through ``lw.generation.predict`` into a file under ``folder`` named by
     model and settings, so a rerun resumes. ``size`` (``lw.profiles.Size``) gives the batch and

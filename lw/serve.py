@@ -203,7 +203,7 @@ def make_server(model: ChatModel, host: str = "127.0.0.1", port: int = 8000,
 def main(argv=None, handler=Handler):
     import os
 
-    import lw
+    from lw import llm
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m", help="lw model spec to serve")
@@ -215,8 +215,8 @@ def main(argv=None, handler=Handler):
     ap.add_argument("--batch-wait", type=float, default=0.02, help="seconds to gather a batch")
     ap.add_argument("--verbose", action="store_true")
     args, extra = ap.parse_known_args(argv)
-    model = lw.llm.load(args.model, batch_size=args.batch_size) \
-        if not args.model.startswith("openai:") else lw.llm.load(args.model)
+    model = llm.load(args.model, batch_size=args.batch_size) \
+        if not args.model.startswith("openai:") else llm.load(args.model)
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     server = make_server(model, args.host, args.port, args.name, key, args.batch_wait, handler)
     server.verbose = args.verbose

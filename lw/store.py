@@ -131,6 +131,8 @@ def keyed_path(folder: str | os.PathLike, name: str, **identity) -> Path:
     """
     import hashlib
 
+    from lw.llm import weights_version
+
     for key in ("model", "judge"):  # a retrained local checkpoint must not reuse old results
         version = weights_version(identity.get(key))
         if version is not None:
@@ -147,22 +149,3 @@ def answers_digest(records: list[dict]) -> str:
 
     blob = json.dumps([[r.get("id"), r.get("response")] for r in records], default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def weights_version(spec) -> object | None:
-    """What identifies the weights behind a local ``hf:<dir>`` or ``vllm:<dir>`` spec (the same
-    folder served by vLLM): the training fingerprint
-    ``lw.sft`` wrote (``lw_train.json``), else the weight files' names, sizes and times. None for
-    any other spec (hub ids and servers are named by their spec alone)."""
-    if not isinstance(spec, str):
-        return None
-    spec = spec.removeprefix("agentwrite:")
-    kind, _, rest = spec.partition(":")
-    folder = Path(rest) if kind in ("hf", "vllm") and rest else None
-    if folder is None or not folder.is_dir():
-        return None
-    meta = folder / "lw_train.json"
-    if meta.exists():
-        return json.loads(meta.read_text()).get("fingerprint")
-    files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
-    return [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files] or None

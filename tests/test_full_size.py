@@ -129,7 +129,7 @@ def test_checkpoints_follow_the_base_onto_vllm_where_it_runs(tmp_path, monkeypat
 
 def test_a_checkpoint_served_by_vllm_is_filed_by_its_weights(tmp_path):
     from lw import longbench
-    from lw.store import weights_version
+    from lw.llm import weights_version
 
     folder = tmp_path / "final"
     folder.mkdir()

@@ -121,9 +121,9 @@ def test_subset_and_row_checks_name_the_field_and_the_row():
     with pytest.raises(LwError, match=r"subset\[1\] \(id 'x1'\) has no 'length'"):
         benchmarks.subset([rows[0], {"id": "x1", "prompt": "Write."}], n=1)
     old = {"id": "y", "instruction": "Write 50 words.", "target_words": 50}
-    with pytest.raises(LwError, match="'instruction', the old name.*Prompt.from_dict"):
+    with pytest.raises(LwError, match=r"'instruction', the old name.*lw\.records\.prompt\(row\)"):
         benchmarks.check_rows([old])
-    fixed = lw.records.Prompt.from_dict(old).to_dict()
+    fixed = lw.records.prompt(old)
     assert benchmarks.check_rows([fixed]) == [fixed]
     for length in (0, -5, 1.5, "800", True):
         with pytest.raises(LwError, match=r"rows\[0\] \(id 'x0'\): 'length'.*at least 1"):

@@ -21,6 +21,16 @@ def _code(path: Path) -> str:
     return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
 
 
+def _agentwrite_settings(profile):
+    from lw.agentwrite import run_settings
+
+    return run_settings(profile)
+
+
+# Notebook -> the function it hands its whole profile to (the command beside it calls the same).
+PROFILE_READERS = {"02": ("lw.agentwrite.run_settings", _agentwrite_settings)}
+
+
 def test_every_notebook_has_a_profile_for_every_size():
     assert [p.stem for p in ON_PROFILES] == list(profiles.PROFILES)
     for stem, table in profiles.PROFILES.items():
@@ -44,7 +54,21 @@ def test_notebook_reads_its_profile_and_picks_nothing(path):
             and isinstance(n.value, ast.Name) and n.value.id == found[1]}
     assert used and used <= fields, used - fields
     # ... and every field is read: a default the notebook never reads is a setting that silently
-    # does nothing (06 once ignored n_per_cap and trained on all 24 answers instead of 12).
+    # does nothing (06 once ignored n_per_cap and trained on all 24 answers instead of 12). Fields
+    # the notebook hands on with the whole profile count where that function's output follows
+    # each of them.
+    called, reader = PROFILE_READERS.get(path.stem[:2], (None, None))
+    if reader is not None:
+        assert any(isinstance(n, ast.Call) and ast.unparse(n.func) == called and n.args
+                   and ast.unparse(n.args[0]) == found[1] for n in ast.walk(ast.parse(code))), \
+            f"the notebook hands its profile to {called}"
+        base = profiles.get(path.stem, "small")
+        for name in fields - used:
+            value = getattr(base, name)
+            other = dataclasses.replace(base, **{name: value + 1 if isinstance(value, (int, float))
+                                                 and not isinstance(value, bool) else "free"})
+            assert reader(other) != reader(base), f"{called} ignores {name}"
+            used = used | {name}
     assert fields <= used, fields - used
 
 
@@ -86,3 +110,20 @@ def test_full_budgets_come_from_one_constant():
     # (Parameter comments may still tell a reader the default: code only.)
     code = {p.name: re.sub(r"#.*", "", _code(p)) for p in ON_PROFILES}
     assert not [name for name, text in code.items() if re.search(r"\b32768\b", text)]
+
+
+def test_agentwrite_run_settings_take_the_profile_and_overrides():
+    from lw.agentwrite import run_settings
+
+    p = profiles.get("02", "small")
+    settings, direct = run_settings(p, seed=3)
+    assert settings["temperature"] == p.temperature == 0.8 and settings["seed"] == 3
+    assert settings["plan_mode"] == "scaffold" and settings["scaffold_words_per_step"] == 400
+    assert direct == {"max_new_tokens": p.direct_max_new_tokens, "temperature": 0.5,
+                      "repetition_penalty": 1.1, "seed": 3}
+    # An override wins, 0 included (no retries is the paper's way); None keeps the profile's.
+    settings, direct = run_settings(p, retry_short=0, temperature=None, direct_max_new_tokens=64)
+    assert settings["retry_short"] == 0 and settings["temperature"] == 0.8
+    assert direct["max_new_tokens"] == 64
+    with pytest.raises(LwError, match="unknown AgentWrite setting"):
+        run_settings(p, temprature=1.0)

@@ -53,6 +53,11 @@ def test_agentwrite_and_data_commands_write_and_report(tmp_path):
     assert "sequential vs direct:" in aw.stdout and "parallel vs direct:" in aw.stdout
     assert {p.name.split("-")[0] for p in (tmp_path / "run" / "agentwrite").glob("*.jsonl")} \
         == {"direct", "sequential", "parallel"}
+    # The profile's values given by hand name the same settings: the files resume, none is added.
+    files = sorted((tmp_path / "run" / "agentwrite").glob("*.jsonl"))
+    again = _run(["lw.agentwrite", "--items", "2", "--temperature", "0.8", "--retry-short", "1"],
+                 tmp_path)
+    assert again.returncode == 0 and sorted((tmp_path / "run" / "agentwrite").glob("*.jsonl")) == files
     built = _run(["lw.data", "--items", "2"], tmp_path)
     assert built.returncode == 0, built.stderr[-3000:]
     assert "kept" in built.stdout and (tmp_path / "run" / "data" / "longwriter-kit.md").exists()

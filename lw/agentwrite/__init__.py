@@ -31,7 +31,7 @@ settings, so the two never share a results file. A plan step whose word count ca
 a share of the target, flagged ``count_source="default"`` and reported in ``plan_note``.
 """
 
-from lw.agentwrite.answers import METHODS, predict_agentwrite, write
+from lw.agentwrite.answers import METHODS, predict_agentwrite, run_settings, write
 from lw.agentwrite.cleanup import strip_label
 from lw.agentwrite.compare import long_table, summary
 from lw.agentwrite.config import AgentWriteConfig, make_items
@@ -48,6 +48,7 @@ from lw.agentwrite.outline import (
 from lw.agentwrite.writer import AgentWriter
 
 __all__ = ["METHODS", "AgentWriteConfig", "AgentWriter", "PlanStep", "check_plan", "infer_length",
-           "long_table", "make_items", "parse_plan", "predict_agentwrite", "plan_step_limit", "scaffold_steps",
+           "long_table", "make_items", "parse_plan", "predict_agentwrite", "plan_step_limit", "run_settings",
+           "scaffold_steps",
            "strip_label", "summary", "write",
            "unread_counts_note", "write_direct"]

@@ -8,7 +8,7 @@ import argparse
 
 import lw.llm
 from lw import paths, profiles, resources, stats
-from lw.agentwrite import long_table, summary, write
+from lw.agentwrite import long_table, run_settings, summary, write
 
 
 def main(argv=None) -> int:
@@ -20,6 +20,13 @@ def main(argv=None) -> int:
     ap.add_argument("--min-words", type=int, default=2000)
     ap.add_argument("--prompts", choices=("kit", "official"), default="kit")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, help="AgentWrite's (default the profile's)")
+    ap.add_argument("--direct-temperature", type=float, help="(default the profile's)")
+    ap.add_argument("--repetition-penalty", type=float, help="(default the profile's)")
+    ap.add_argument("--words-per-step", type=int, help="scaffolded paragraphs (default the profile's)")
+    ap.add_argument("--retry-short", type=int, help="(default the profile's)")
+    ap.add_argument("--plan-mode", choices=("auto", "free", "scaffold"))
+    ap.add_argument("--direct-max-new-tokens", type=int, help="(default the profile's)")
     ap.add_argument("--out", help="folder (default <run folder>/agentwrite)")
     args = ap.parse_args(argv)
     size = profiles.resolve_size(args.size, model=args.model)
@@ -27,12 +34,11 @@ def main(argv=None) -> int:
     items = resources.load(min_words=args.min_words, max_words=p.max_words,
                            n=args.items or p.n_instructions, seed=args.seed)
     folder = args.out or paths.run_dir(size.name) / "agentwrite"
-    settings = dict(prompts=args.prompts, temperature=0.8, repetition_penalty=1.1,
-                    seed=args.seed, plan_mode=p.plan_mode, scaffold_words_per_step=400,
-                    tokens_per_word=p.tokens_per_word, plan_max_new_tokens=p.plan_max_new_tokens,
-                    retry_short=1)
-    direct_settings = dict(max_new_tokens=p.direct_max_new_tokens, temperature=0.5,
-                           repetition_penalty=1.1, seed=args.seed)
+    settings, direct_settings = run_settings(
+        p, prompts=args.prompts, seed=args.seed, temperature=args.temperature,
+        direct_temperature=args.direct_temperature, repetition_penalty=args.repetition_penalty,
+        words_per_step=args.words_per_step, retry_short=args.retry_short,
+        plan_mode=args.plan_mode, direct_max_new_tokens=args.direct_max_new_tokens)
     model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
     try:
         records = {"direct": write(model, items, folder, "direct", **direct_settings)}

@@ -6,9 +6,10 @@
 from lw.agentwrite.writer import AgentWriter
 from lw.generation import VERSION
 from lw.paper.benchmarks import check_rows
+from lw.records import Answer, Prompt
 
 
-def predict_agentwrite(model, rows: list[dict], path, config=None) -> list[dict]:
+def predict_agentwrite(model, rows: list[Prompt], path, config=None) -> list[Answer]:
     """Predictions written by AgentWrite instead of one call: each row's prompt and required
     length go to ``lw.agentwrite.AgentWriter``; the records come back in ``predict``'s shape
     (``truncated`` is never set: AgentWrite has no overall budget)."""
@@ -52,3 +53,30 @@ def write(model, instructions, folder, method: str, progress: bool = True, **set
     config = AgentWriteConfig(mode=method, **settings)
     path = keyed_path(folder, method, model=model.spec, **vars(config))
     return AgentWriter(model, path, config).run(instructions, progress=progress)
+
+
+def run_settings(profile, prompts: str = "kit", seed: int = 0, **overrides) -> tuple[dict, dict]:
+    """Notebook 02's and ``python -m lw.agentwrite``'s settings, built in one place: (AgentWrite's
+    ``AgentWriteConfig`` fields, the direct baseline's generation settings) for ``write``.
+
+    ``profile`` is ``lw.profiles.get("02", size)``; ``overrides`` (``temperature``,
+    ``direct_temperature``, ``repetition_penalty``, ``words_per_step``, ``retry_short``,
+    ``plan_mode``, ``direct_max_new_tokens``) replace its values where not None."""
+    from lw.errors import LwError
+
+    known = {"temperature", "direct_temperature", "repetition_penalty", "words_per_step",
+             "retry_short", "plan_mode", "direct_max_new_tokens"}
+    if set(overrides) - known:
+        raise LwError(f"unknown AgentWrite setting(s) {sorted(set(overrides) - known)}: "
+                      f"use {sorted(known)}.")
+    v = {name: getattr(profile, name) if overrides.get(name) is None else overrides[name]
+         for name in known}
+    agentwrite = dict(prompts=prompts, temperature=v["temperature"],
+                      repetition_penalty=v["repetition_penalty"], seed=seed,
+                      plan_mode=v["plan_mode"], scaffold_words_per_step=v["words_per_step"],
+                      tokens_per_word=profile.tokens_per_word,
+                      plan_max_new_tokens=profile.plan_max_new_tokens,
+                      retry_short=v["retry_short"])
+    direct = dict(max_new_tokens=v["direct_max_new_tokens"], temperature=v["direct_temperature"],
+                  repetition_penalty=v["repetition_penalty"], seed=seed)
+    return agentwrite, direct

@@ -5,11 +5,12 @@
 """
 
 
+from lw import records
 from lw import text as lw_text
 from lw.records import Answer
 
 
-def long_table(records_by_method: dict[str, list[dict]]):
+def long_table(records_by_method: dict[str, list[Answer]]):
     """One row per (item, method): id, method, length, words, usable_words (words
     before the text degenerates into loops or salad, ``lw.text.usable_words``), ratio,
     repetition (share of repeated 4-grams: a loop shows as a high value), loop_free_words,
@@ -17,8 +18,8 @@ def long_table(records_by_method: dict[str, list[dict]]):
     import pandas as pd
 
     rows = []
-    for method, records in records_by_method.items():
-        for r in map(lambda d: Answer.from_dict(d).to_dict(), records):
+    for method, answers in records_by_method.items():
+        for r in map(records.answer, answers):
             rows.append({"id": r["id"], "prompt": r["prompt"][:60], "method": method,
                          "length": r["length"], "words": r["words"],
                          "usable_words": lw_text.usable_words(r.get("response", "")),

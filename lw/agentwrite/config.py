@@ -9,12 +9,12 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from lw import prompts
+from lw import prompts, records
 from lw.agentwrite.outline import infer_length
 from lw.agentwrite.prompting import SETS
 from lw.errors import LwError
 from lw.llm.base import GenerationConfig
-from lw.records import renamed
+from lw.records import Prompt
 
 PLAN_MODES = ("auto", "free", "scaffold", "scaffold_chat")
 
@@ -76,8 +76,8 @@ class AgentWriteConfig:
                                 seed=seed, **extra)
 
 
-def make_items(instructions, default_target: int = 2000) -> list[dict]:
-    """Normalise instructions to ``lw.records.Prompt`` dicts (``id``, ``prompt``, ``length``,
+def make_items(instructions, default_target: int = 2000) -> list[Prompt]:
+    """Normalise instructions to ``lw.records.Prompt`` rows (``id``, ``prompt``, ``length``,
     ``length_source``): strings, or dicts with ``prompt`` (or the older ``instruction``),
     optional ``length`` (``target_words``) and ``id``. A missing length is read from the text
     ("a 5000-word essay"), else ``default_target``; ``length_source`` says which.
@@ -105,7 +105,7 @@ def _item(raw, n: int, default_target: int) -> dict:
     if not isinstance(raw, (str, dict)):
         raise LwError(f"row {n} is a {type(raw).__name__} ({raw!r:.80}); give a string or a "
                       "dict with 'prompt' (and optional 'length', 'id').")
-    item = {"prompt": raw} if isinstance(raw, str) else renamed(raw)
+    item = {"prompt": raw} if isinstance(raw, str) else records.prompt(raw, required=())
     where = f"row {n}" + (f" (id {item['id']!r})" if item.get("id") is not None else "")
     instr = item.get("prompt")
     if not isinstance(instr, str) or not instr.strip():

@@ -8,6 +8,7 @@ for failures: each answer is stored the moment it finishes, a failed item is ret
 for what is not stored. An item a server outage left unanswered is marked ``pending``.
 """
 
+from lw import records
 from lw.agentwrite.config import make_items
 from lw.generation import predict
 from lw.llm.base import ChatModel
@@ -17,7 +18,7 @@ from lw.records import Answer
 
 def write_direct(model: ChatModel, instructions, path, max_new_tokens: int,
                  temperature: float = 0.5, seed: int | None = 0, progress: bool = True,
-                 **settings) -> list[dict]:
+                 **settings) -> list[Answer]:
     """The baseline: each instruction answered in one call (resumable, keyed by item id).
 
     Args:
@@ -30,7 +31,7 @@ def write_direct(model: ChatModel, instructions, path, max_new_tokens: int,
         progress: show a progress bar.
 
     Returns:
-        One ``lw.records.Answer`` dict per instruction, in order, with ``mode`` "direct"
+        One ``lw.records.answer`` dict per instruction, in order, with ``mode`` "direct"
         (``status`` "done" or "failed", with ``error``; ``pending`` True where the server gave
         no answer).
     """
@@ -43,5 +44,5 @@ def write_direct(model: ChatModel, instructions, path, max_new_tokens: int,
         record = {**p, "mode": "direct"}
         if p.get("status") != "done":
             record["pending"] = stored_kind(p) == TRANSPORT
-        out.append(Answer.from_dict(record).to_dict())
+        out.append(records.answer(record))
     return out

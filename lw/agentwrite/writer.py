@@ -12,7 +12,7 @@ request the backend refused, or a plan that cannot be used, is stored as the ite
 import warnings
 from dataclasses import asdict, dataclass, field
 
-from lw import prompts, text
+from lw import prompts, records, text
 from lw.agentwrite.cleanup import strip_label
 from lw.agentwrite.config import AgentWriteConfig, make_items
 from lw.agentwrite.outline import PlanStep
@@ -22,11 +22,11 @@ from lw.errors import LwError
 from lw.llm.base import ChatModel, Request, byte_bound
 from lw.llm.context import TOKENS_PER_WORD
 from lw.llm.failures import REQUEST, TRANSPORT, failure_kind, stored_kind, warn_undone
-from lw.records import Answer
+from lw.records import Answer, Prompt
 from lw.store import ResultStore
 
 
-def context_warning(model, items: list[dict], mode: str) -> list:
+def context_warning(model, items: list[Prompt], mode: str) -> list:
     """Warn, before any request, about items whose last paragraph's prompt would not fit the
     model's context: in sequential mode it holds the plan and all the text written so far
     (about the item's length in words x ``TOKENS_PER_WORD``). Returns the ids warned about."""
@@ -103,7 +103,7 @@ class AgentWriter(PlanStage):
                           f", {old['config']}); resume with those, or write to a new path.")
 
     # -- driving ---------------------------------------------------------------------------
-    def run(self, instructions, retry_failed: bool = False, progress: bool = True) -> list[dict]:
+    def run(self, instructions, retry_failed: bool = False, progress: bool = True) -> list[Answer]:
         """Write every item; returns one record per item, in order (status "done"/"failed").
 
         An item whose request got no answer (server down, timeouts, 5xx or 429 past the
@@ -137,7 +137,7 @@ class AgentWriter(PlanStage):
         self._warn(states, todo)
         # Records stored before 2026-11-26 say instruction/target_words/text: read them in
         # today's names (lw.records), so callers see one vocabulary.
-        return [Answer.from_dict(s.final).to_dict() if s.final else self._failure(s)
+        return [records.answer(s.final) if s.final else self._failure(s)
                 for s in states]
 
     def _resume(self, item: dict, retry_failed: bool) -> _State:

@@ -18,11 +18,11 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lw import text
+from lw import records, text
 from lw.data import pairs  # noqa: E402,F401 - lw.data.pairs: the preference pairs DPO trains on
 from lw.errors import LwError
 from lw.paper.benchmarks import check_length, check_rows
-from lw.records import Answer, renamed
+from lw.records import Answer, Prompt
 from lw.resources import short_prompts  # noqa: F401 - lw.data.short_prompts, as 04 calls it
 from lw.store import jsonl_lines
 
@@ -68,7 +68,7 @@ class BuildResult:
 
 
 def instructions(source: str = "kit", n: int | None = None, min_words: int = 0,
-                 max_words: int | None = None, seed: int = 0) -> list[dict]:
+                 max_words: int | None = None, seed: int = 0) -> list[Prompt]:
     """Long-writing instructions as ``{"id", "prompt", "length", "type"}`` rows.
 
     Args:
@@ -114,7 +114,7 @@ def instructions(source: str = "kit", n: int | None = None, min_words: int = 0,
     return rows
 
 
-def _jsonl_instructions(source: str) -> list[dict]:
+def _jsonl_instructions(source: str) -> list[Prompt]:
     """Rows of a JSONL of instructions (see ``instructions``), each checked as it is read."""
     from lw.agentwrite import infer_length
 
@@ -131,7 +131,7 @@ def _jsonl_instructions(source: str) -> list[dict]:
         if not isinstance(r, dict):
             raise LwError(f"{where} is a {type(r).__name__}, not an object with 'prompt' "
                           "and 'length'.")
-        r = renamed(r)
+        r = records.prompt(r, required=())
         prompt = r.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise LwError(f"{where} has no 'prompt' (or 'instruction') text; it has "
@@ -150,34 +150,34 @@ def _jsonl_instructions(source: str) -> list[dict]:
 
 def check(record: dict, filters: Filters = Filters()) -> str | None:
     """Why an AgentWrite (or direct) record is not usable as training data, or None if it is."""
-    record = Answer.from_dict(record)
-    if record.status != "done":
+    record = records.answer(record)
+    if record["status"] != "done":
         return f"failed ({(record.get('error') or 'unknown').split(':')[0]})"
-    words = record.words if record.words is not None else text.count_words(record.response)
+    response = record["response"]
+    words = record["words"] if record["words"] is not None else text.count_words(response)
     if words < filters.min_words:
         return "empty"
-    if record.length and words < filters.min_ratio * record.length:
+    if record["length"] and words < filters.min_ratio * record["length"]:
         return "too short"
-    if text.usable_words(record.response) < filters.min_usable_share * text.count_words(
-            record.response):
+    if text.usable_words(response) < filters.min_usable_share * text.count_words(response):
         return "degenerate"
-    if text.repetition(record.response) > filters.max_repetition:
+    if text.repetition(response) > filters.max_repetition:
         return "repetitive"
     return None
 
 
 def to_conversation(record: dict) -> dict:
     """A kept record in chat format, with where it came from."""
-    record = Answer.from_dict(record)
-    return {"messages": [{"role": "user", "content": record.prompt},
-                         {"role": "assistant", "content": record.response.strip()}],
-            "id": record.id, "words": record.words, "length": record.length}
+    record = records.answer(record)
+    return {"messages": [{"role": "user", "content": record["prompt"]},
+                         {"role": "assistant", "content": record["response"].strip()}],
+            "id": record["id"], "words": record["words"], "length": record["length"]}
 
 
-def select(records: list[dict], filters: Filters = Filters()) -> BuildResult:
-    """Split records into kept conversations and rejected records (with ``reason``)."""
+def select(answers: list[Answer], filters: Filters = Filters()) -> BuildResult:
+    """Split answer records into kept conversations and rejected records (with ``reason``)."""
     kept, kept_records, rejected, reasons = [], [], [], {}
-    for r in records:
+    for r in answers:
         reason = check(r, filters)
         if reason is None:
             kept.append(to_conversation(r))
@@ -188,7 +188,7 @@ def select(records: list[dict], filters: Filters = Filters()) -> BuildResult:
     return BuildResult(kept, rejected, reasons, kept_records=kept_records)
 
 
-def build(model, rows: list[dict], folder, config=None, filters: Filters = Filters(),
+def build(model, rows: list[Prompt], folder, config=None, filters: Filters = Filters(),
           name: str = "longwriter-kit", progress: bool = True) -> BuildResult:
     """AgentWrite over ``rows``, then filter and save (see the module docstring). Resumable:
     the AgentWrite records live in ``<folder>/<name>-agentwrite-<hash>.jsonl``."""
@@ -198,8 +198,8 @@ def build(model, rows: list[dict], folder, config=None, filters: Filters = Filte
     config = config or AgentWriteConfig()
     folder = Path(folder)
     path = keyed_path(folder, f"{name}-agentwrite", model=model.spec, **vars(config))
-    records = AgentWriter(model, path, config).run(rows, progress=progress)
-    result = select(records, filters)
+    answers = AgentWriter(model, path, config).run(rows, progress=progress)
+    result = select(answers, filters)
     save(result, folder, name, source={"model": model.spec, "agentwrite": vars(config),
                                        "filters": vars(filters), "records": str(path)})
     return result
@@ -222,11 +222,11 @@ def short_answers(model, folder, prompts=None, max_new_tokens: int = 256,
     path = keyed_path(folder, f"{name}-answers", model=model.spec,
                       max_new_tokens=max_new_tokens, **settings)
     preds = predict(model, prompts, path, max_new_tokens=max_new_tokens, **settings)
-    records = [{**p, "response": p.get("response", ""),
+    answers = [{**p, "response": p.get("response", ""),
                 "status": "done" if p.get("status") == "done" and (
-                    p.get("finish_reason") == "stop" or not require_stop) else "failed", "error": p.get("error") or "cut off at the token budget"}
-               for p in preds]
-    result = select(records, filters)
+                    p.get("finish_reason") == "stop" or not require_stop) else "failed",
+                "error": p.get("error") or "cut off at the token budget"} for p in preds]
+    result = select(answers, filters)
     save(result, folder, name, source={"model": model.spec, "max_new_tokens": max_new_tokens,
                                        "settings": settings, "records": str(path)})
     return result

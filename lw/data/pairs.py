@@ -14,12 +14,12 @@ judge's by judge, mode and the answers it judges.
 
 from lw import scoring
 from lw.errors import LwError
-from lw.records import answer_length_score
+from lw.records import Answer, Prompt, answer_length_score
 
 
-def sample(model, rows: list[dict], folder, n_samples: int = 4, max_new_tokens: int = 2048,
+def sample(model, rows: list[Prompt], folder, n_samples: int = 4, max_new_tokens: int = 2048,
            temperature: float = 0.8, repetition_penalty: float = 1.0, seed: int = 0,
-           progress: bool = True) -> list[list[dict]]:
+           progress: bool = True) -> list[list[Answer]]:
     """``n_samples`` sampled answers per row (``{"id", "prompt", "length"}``), generated together
     and stored as they finish. Returns, per row, its samples (``predict`` records with ids
     ``<row id>#s<k>``)."""
@@ -45,8 +45,8 @@ def sample(model, rows: list[dict], folder, n_samples: int = 4, max_new_tokens: 
     return [[preds[f"{r['id']}#s{k}"] for k in range(n_samples)] for r in rows]
 
 
-def score(samples: list[list[dict]], judge_model, folder, mode: str = "auto",
-          progress: bool = True) -> list[list[dict]]:
+def score(samples: list[list[Answer]], judge_model, folder, mode: str = "auto",
+          progress: bool = True) -> list[list[Answer]]:
     """Each sample with ``S_l`` (its length score), ``S_q`` (the judge's quality, 0-100) and
     ``reward`` = their mean (the length score alone where the judge gave no score)."""
     from lw.judge import judge
@@ -72,7 +72,7 @@ def score(samples: list[list[dict]], judge_model, folder, mode: str = "auto",
     return scored
 
 
-def make_pairs(scored: list[list[dict]], min_margin: float = 5.0) -> list[dict]:
+def make_pairs(scored: list[list[Answer]], min_margin: float = 5.0) -> list[dict]:
     """One pair per instruction: the highest-reward sample as chosen, the lowest as rejected,
     in TRL's conversational format (``prompt``, ``chosen``, ``rejected`` message lists).
     Instructions whose best and worst differ by less than ``min_margin`` give no pair."""

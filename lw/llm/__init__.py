@@ -46,7 +46,9 @@ a setting it cannot apply is refused before the first request (``model.check_set
 ``pred.py`` did: ``lw.llm.load("hf:THUDM/LongWriter-llama3.1-8b", **lw.llm.paper_options(spec))``.
 """
 
+import json
 from dataclasses import fields
+from pathlib import Path
 
 from lw.errors import LwError
 from lw.llm.base import (
@@ -153,3 +155,22 @@ def _check_options(backend, spec: str, options: dict) -> None:
         raise LwError(f"{spec} does not take the option(s) {unknown}; it takes {taken} and the "
                       "generation settings (max_new_tokens, temperature, ...). batch_size is "
                       "taken by every backend (requests in flight on a server).")
+
+
+def weights_version(spec) -> object | None:
+    """What identifies the weights behind a local ``hf:<dir>`` or ``vllm:<dir>`` spec (the same
+    folder served by vLLM): the training fingerprint
+    ``lw.sft`` wrote (``lw_train.json``), else the weight files' names, sizes and times. None for
+    any other spec (hub ids and servers are named by their spec alone)."""
+    if not isinstance(spec, str):
+        return None
+    spec = spec.removeprefix("agentwrite:")
+    kind, _, rest = spec.partition(":")
+    folder = Path(rest) if kind in ("hf", "vllm") and rest else None
+    if folder is None or not folder.is_dir():
+        return None
+    meta = folder / "lw_train.json"
+    if meta.exists():
+        return json.loads(meta.read_text()).get("fingerprint")
+    files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
+    return [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files] or None

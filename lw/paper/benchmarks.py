@@ -14,6 +14,7 @@ import random
 from lw import records, scoring, text
 from lw.errors import LwError
 from lw.paper.fetch import Pinned, locate
+from lw.records import Prompt
 from lw.store import jsonl_lines
 
 COMMIT = "3fcfdff43deceb49f7936c6bf25ad88d61df0bfa"
@@ -37,7 +38,7 @@ def path(name: str, download: bool = True):
     return locate(FILES[name][0], f"{name} benchmark file", download)
 
 
-def load(name: str) -> list[dict]:
+def load(name: str) -> list[Prompt]:
     """Rows of a benchmark, each with ``id`` (file order), ``prompt``, ``type``, ``length``,
     ``language`` ("en"/"zh") and ``bucket`` (LongBench-Write's required-length bucket)."""
     file = path(name)
@@ -47,7 +48,7 @@ def load(name: str) -> list[dict]:
         row = json.loads(line)
         row.update(id=f"{name}-{i:03d}", language=text.language(row["prompt"]),
                    bucket=scoring.bucket(row["length"]))
-        rows.append(row)
+        rows.append(records.prompt(row))
     if len(rows) != n_rows:
         raise LwError(f"{file} has {len(rows)} rows, expected {n_rows}.")
     return rows
@@ -78,8 +79,8 @@ def check_rows(rows, need: tuple[str, ...] = ("id", "prompt", "length"),
         for name in need:
             if row.get(name) is None:
                 old = [k for k, v in records.ALIASES.items() if v == name and k in row]
-                hint = (f" It has {old[0]!r}, the old name: lw.records.Prompt.from_dict(row)"
-                        ".to_dict() gives the row in the kit's names." if old else
+                hint = (f" It has {old[0]!r}, the old name: lw.records.prompt(row) gives the "
+                        "row in the kit's names." if old else
                         " Rows from lw.paper.benchmarks.load and lw.data.instructions have "
                         "id, prompt and length.")
                 has = ", ".join(sorted(row)) or "no fields"
@@ -106,8 +107,8 @@ def check_length(length, where: str = "length") -> int:
     return length
 
 
-def subset(rows: list[dict], n: int | None, seed: int = 0, max_length: int | None = None,
-           languages: tuple[str, ...] | None = None, min_length: int = 0) -> list[dict]:
+def subset(rows: list[Prompt], n: int | None, seed: int = 0, max_length: int | None = None,
+           languages: tuple[str, ...] | None = None, min_length: int = 0) -> list[Prompt]:
     """``n`` rows stratified by (bucket, language): strata take turns in a seeded order, so
     every bucket and language appears before any appears twice.
 

@@ -20,9 +20,10 @@ import math
 import os
 from pathlib import Path
 
-from lw import scoring, text
+from lw import records, scoring, text
 from lw.errors import LwError
 from lw.paper.benchmarks import check_rows
+from lw.records import Answer, Judgement, Prompt
 
 VERSION = 1  # bump when what these functions read or write changes
 
@@ -30,7 +31,7 @@ OFFICIAL_ROW = ("prompt", "type", "length")
 OFFICIAL_SOURCE = "official-file"
 
 
-def write_official_preds(preds: list[dict], path, skip_failed: bool = False) -> dict:
+def write_official_preds(preds: list[Answer], path, skip_failed: bool = False) -> dict:
     """Write predictions as the official ``pred.jsonl``, which eval_length.py and
     eval_quality.py score unchanged.
 
@@ -56,7 +57,8 @@ def write_official_preds(preds: list[dict], path, skip_failed: bool = False) -> 
     return {"path": str(path), "written": len(lines), "left_out": failed}
 
 
-def read_official_preds(path, rows: list[dict] | None = None, recount: bool = False) -> list[dict]:
+def read_official_preds(path, rows: list[Prompt] | None = None, recount: bool = False
+                        ) -> list[Answer]:
     """Predictions from an official ``pred.jsonl``, as records ``results`` scores.
 
     Args:
@@ -79,7 +81,7 @@ def read_official_preds(path, rows: list[dict] | None = None, recount: bool = Fa
     return out
 
 
-def write_official_judgements(judgements: list[dict], path, preds: list[dict] | None = None
+def write_official_judgements(judgements: list[Judgement], path, preds: list[Answer] | None = None
                               ) -> dict:
     """Write judgements as the official ``judge.jsonl``: for each scored judgement its
     prediction's pred.jsonl line plus ``"scores"``, then the totals line, as eval_quality.py
@@ -120,8 +122,8 @@ def write_official_judgements(judgements: list[dict], path, preds: list[dict] | 
     return {"path": str(path), "written": len(lines), "left_out": left_out, "totals": totals}
 
 
-def read_official_judgements(path, preds: list[dict] | None = None, rows: list[dict] | None = None
-                             ) -> list[dict]:
+def read_official_judgements(path, preds: list[Answer] | None = None,
+                             rows: list[Prompt] | None = None) -> list[Judgement]:
     """Judgements from an official ``judge.jsonl``, as records ``results`` scores.
 
     Args:
@@ -152,7 +154,7 @@ def read_official_judgements(path, preds: list[dict] | None = None, rows: list[d
                           "judge.jsonl line (a pred.jsonl? use read_official_preds).")
         pred = _pred_from_line({k: v for k, v in obj.items() if k != "scores"}, n, path, index,
                                recount=True)
-        out.append(_judgement_from_scores(pred, obj["scores"], path, n))
+        out.append(records.judgement(_judgement_from_scores(pred, obj["scores"], path, n)))
     _unique(out, path)
     if file_totals is not None:
         want = official_totals([j["raw_scores"] for j in out])
@@ -169,7 +171,7 @@ def read_official_judgements(path, preds: list[dict] | None = None, rows: list[d
     if extra:
         raise LwError(f"{path} judges {len(extra)} answers that are not among preds "
                       f"({', '.join(extra[:3])}): pass the predictions it judged.")
-    return [got.get(p["id"]) or _unjudged(p, path) for p in preds]
+    return [got.get(p["id"]) or records.judgement(_unjudged(p, path)) for p in preds]
 
 
 def official_totals(scores: list[dict] | str) -> dict:

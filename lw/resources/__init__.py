@@ -11,6 +11,8 @@ import json
 import random
 from pathlib import Path
 
+from lw import records
+from lw.records import Prompt
 from lw.store import jsonl_lines
 
 FILE = Path(__file__).parent / "instructions_en.jsonl"
@@ -19,10 +21,10 @@ VERSION = 2  # bump when the file changes (2: 24 instructions of 500-1,500 words
 
 
 def load(min_words: int = 0, max_words: int | None = None, n: int | None = None,
-         seed: int = 0) -> list[dict]:
+         seed: int = 0) -> list[Prompt]:
     """Instructions whose required length is in [min_words, max_words]; ``n`` of them picked
     spread across types (round-robin over a seeded shuffle), or all when ``n`` is None."""
-    rows = [json.loads(line) for line in jsonl_lines(FILE)]
+    rows = [records.prompt(json.loads(line)) for line in jsonl_lines(FILE)]
     rows = [r for r in rows if r["length"] >= min_words and
             (max_words is None or r["length"] <= max_words)]
     if n is None or n >= len(rows):
@@ -39,6 +41,6 @@ def load(min_words: int = 0, max_words: int | None = None, n: int | None = None,
     return sorted(picked, key=lambda r: r["id"])
 
 
-def short_prompts() -> list[dict]:
+def short_prompts() -> list[Prompt]:
     """The kit's short general prompts (``{"id", "prompt"}``), for ``lw.data.short_answers``."""
-    return [json.loads(line) for line in jsonl_lines(SHORT_PROMPTS)]
+    return [records.prompt(json.loads(line)) for line in jsonl_lines(SHORT_PROMPTS)]
