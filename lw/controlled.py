@@ -189,14 +189,15 @@ class Result:
 
 def run(subsets: dict[int, list[dict]], recipe, prompts: list[Prompt], folder,
         max_new_tokens: int, seeds=(0,), batch_size: int = 8, progress: bool = True,
-        overrides: dict | None = None, **generation) -> Result:
+        overrides: dict | None = None, size=None, **generation) -> Result:
     """Train one model per cap and training seed (``lw.sft.train``, output
     ``<folder>/cap-<cap>-seed-<seed>``) and let each answer ``prompts`` (rows with ``id``,
     ``prompt``, ``length``), sampling with that seed. Resumable: finished models and stored
     answers are reused, so an interrupted run goes on where it stopped.
 
     ``recipe`` is a file or dict; ``overrides`` are recipe values for every model (the seed is
-    set per model); ``generation`` the sampling settings (``temperature``,
+    set per model); ``size`` (``lw.profiles.Size``), where given, the load options of each
+    trained model (``Size.options``: int8 on a CPU at small); ``generation`` the sampling settings (``temperature``,
     ``repetition_penalty``...). A model whose answers failed keeps them out of ``preds``' ids:
     failures are counted in the tables, and ``lw.stats.values_by_cap`` refuses unequal prompts.
     """
@@ -222,11 +223,12 @@ def run(subsets: dict[int, list[dict]], recipe, prompts: list[Prompt], folder,
                                          "output_dir": str(folder / f"cap-{cap}-seed-{s}")})
             trained = train(one, data=[{"messages": c["messages"]} for c in convs],
                             progress=progress)
-            model = llm.load(trained.spec, batch_size=batch_size)
+            model = llm.load(trained.spec, batch_size=batch_size,
+                             **(size.options(trained.spec) if size is not None else {}))
             try:
                 answers = predict(
                     model, prompts, store.keyed_path(folder, f"cap-{cap}-seed-{s}-answers",
-                                                     model=trained.spec, seed=s,
+                                                     model=model, seed=s,
                                                      max_new_tokens=max_new_tokens,
                                                      **generation),
                     max_new_tokens=max_new_tokens, seed=s, progress=progress, **generation)
@@ -299,7 +301,7 @@ def main(argv=None) -> int:
                                 seed=args.seed, languages=("en",))
     result = run(subsets, paths.home() / p.recipe, prompts, run_folder / "controlled",
                  max_new_tokens=p.max_new_tokens, seeds=args.seeds or list(p.train_seeds),
-                 batch_size=size.batch_size,
+                 batch_size=size.batch_size, size=size,
                  overrides=dict(model=size.model, save_strategy="no", **p.recipe_overrides),
                  temperature=p.temperature, repetition_penalty=p.repetition_penalty)
     print(result.table.to_string(index=False))

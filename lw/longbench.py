@@ -244,7 +244,7 @@ def run_models(models, rows: list[Prompt], folder, batch_size: int = 8,
 
     def judge_one(name, judge_model):
         spec = named[name]
-        path = keyed_path(folder, "judge", model=spec, judge=judge_model.spec, mode=judge_mode,
+        path = keyed_path(folder, "judge", model=spec, judge=judge_model, mode=judge_mode,
                           protocol=judge_protocol, max_chars=judge_max_chars,
                           load=load_options.get(spec, {}), **settings,
                           **({"judge_settings": judge_settings} if judge_settings else {}),

@@ -41,27 +41,33 @@ class Size:
     model: str  # default model spec for lw.llm.load
     batch_size: int  # local generation batch (an openai: server's requests in flight)
     long_context: bool = False  # load known models with their documented long context
+    # Local transformers models on a CPU (no CUDA) load with this ``quantize`` (lw.llm.hf):
+    # "int8" at small, ~3x fp32's tokens/s (docs/BENCHMARKS.md); what it changes: docs/RESULTS.md.
+    cpu_quantize: str | None = None
 
     def options(self, spec: str | None = None) -> dict:
         """``lw.llm.load`` options for ``spec`` (default: this size's model) at this size, the
-        batch aside: the paper's options for its released checkpoints (``lw.llm.paper_options``) and,
+        batch aside: the paper's options for its released checkpoints (``lw.llm.paper_options``),
+        ``quantize`` for a local model on a CPU where the size says (``cpu_quantize``) and,
         at ``full``, the model's documented long context (``lw.llm.context.
         long_context_options``: Qwen2.5's YaRN x4, 131,072 positions, so a 32,768-token answer
         fits beside its prompt).
 
             model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
         """
-        from lw.llm import paper_options
+        from lw.llm import paper_options, runs_on_cpu
         from lw.llm.context import long_context_options
 
         spec = spec or self.model
         extra = long_context_options(spec) if self.long_context else {}
+        if self.cpu_quantize and runs_on_cpu(spec):
+            extra["quantize"] = self.cpu_quantize
         return {**paper_options(spec), **extra}
 
 
 _SIZES = {
     "mock": Size("mock", "tiny-random", batch_size=4),
-    "small": Size("small", "smollm2-135m", batch_size=8),
+    "small": Size("small", "smollm2-135m", batch_size=8, cpu_quantize="int8"),
     "full": Size("full", "hf:Qwen/Qwen2.5-7B-Instruct", batch_size=16, long_context=True),
 }
 FULL_MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -183,7 +189,7 @@ class AgentWriteRun:
 
 AGENTWRITE_RUN = {
     "mock": AgentWriteRun(2, 2000, MOCK_BUDGET, **AGENTWRITE["mock"]),
-    "small": AgentWriteRun(2, 2000, 2048, **AGENTWRITE["small"]),
+    "small": AgentWriteRun(8, 2000, 2048, **AGENTWRITE["small"]),  # 8: an interval (>= 5)
     "full": AgentWriteRun(8, None, FULL_BUDGET, **AGENTWRITE["full"]),
 }
 
@@ -274,7 +280,11 @@ FINETUNE = {
                      sft_overrides=_frozen({"max_steps": 4, "max_length": MOCK_MAX_LENGTH,
                                             "save_strategy": "no"}),
                      dpo_overrides=_frozen({"max_steps": 2, "max_length": MOCK_MAX_LENGTH})),
-    "small": Finetune(sft_recipe=SMOLLM2_SFT_RECIPE, n_prompts=8, max_new_tokens=2048,
+    # 16 of the 23 English prompts asking for 2,000+ words; 3,072 tokens leave room for the
+    # longest answers in 04's SFT data (2,000 words, ~2,900 tokens), so a model that learned to
+    # stop can (at 2,048, 7 of 8 SFT answers were cut: the budget set the ratio). Chosen before
+    # the run, not fitted to it.
+    "small": Finetune(sft_recipe=SMOLLM2_SFT_RECIPE, n_prompts=16, max_new_tokens=3072,
                       repetition_penalty=SMALL_REPETITION_PENALTY, dpo_recipe=SMOLLM2_DPO_RECIPE,
                       dpo_instructions=4, dpo_min_words=500, dpo_max_words=800,
                       dpo_max_new_tokens=1024, dpo_min_margin=5, run_dpo=False),

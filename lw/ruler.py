@@ -56,7 +56,7 @@ def run(models, rows: list[Prompt], folder, size, **settings) -> dict:
     for spec in models:
         model = lw.llm.load(spec, batch_size=size.batch_size, **size.options(spec))
         try:
-            path = keyed_path(folder, "preds", model=spec, **settings)
+            path = keyed_path(folder, "preds", model=model, **settings)
             preds[spec] = predict(model, rows, path, **settings)
         finally:
             model.close()  # one model (and its server) at a time

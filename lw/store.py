@@ -125,6 +125,8 @@ def jsonl_lines(path: str | os.PathLike) -> list[str]:
 
 def keyed_path(folder: str | os.PathLike, name: str, **identity) -> Path:
     """``folder/<name>-<hash>.jsonl``, the hash taken over ``identity`` (model, settings ...).
+    ``model`` and ``judge`` may be spec strings or loaded models (then their load options that
+    change outputs, ``ChatModel.load_identity``, count too); a local checkpoint's weights count.
 
     Notebooks use it so a rerun with the same settings resumes its file, while changed settings
     start a new one instead of mixing results.
@@ -133,7 +135,13 @@ def keyed_path(folder: str | os.PathLike, name: str, **identity) -> Path:
 
     from lw.llm import weights_version
 
-    for key in ("model", "judge"):  # a retrained local checkpoint must not reuse old results
+    for key in ("model", "judge"):
+        value = identity.get(key)
+        if hasattr(value, "load_identity"):  # a loaded model: its spec, and how it was loaded
+            loaded = value.load_identity()
+            identity = {**identity, key: value.spec,
+                        **({f"{key}_load": loaded} if loaded else {})}
+        # a retrained local checkpoint must not reuse old results
         version = weights_version(identity.get(key))
         if version is not None:
             identity = {**identity, f"{key}_weights": version}

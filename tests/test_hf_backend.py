@@ -209,3 +209,30 @@ def test_paper_options_name_the_released_models():
         {"prompt_format": "inst"}
     assert lw.llm.paper_options("hf:Qwen/Qwen2.5-7B-Instruct") == {}
     assert lw.llm.paper_options("tiny-random") == {}
+
+
+def test_int8_on_cpu_quantises_the_linear_layers_and_names_its_results_files(tmp_path):
+    from lw.store import keyed_path
+
+    plain = lw.llm.load("tiny-random", batch_size=2)
+    quant = lw.llm.load("tiny-random", batch_size=2, quantize="int8")
+    assert any("quantized.dynamic" in type(m).__module__ for m in quant.model.modules())
+    assert not any("quantized" in type(m).__module__ for m in plain.model.modules())
+    outs = quant.generate(PROMPTS[:3], max_new_tokens=6, min_new_tokens=6)
+    assert [o.completion_tokens for o in outs] == [6, 6, 6]
+    assert quant.info()["quantize"] == "int8" and "quantize" not in plain.info()
+    assert quant.load_identity() == {"quantize": "int8"} and plain.load_identity() == {}
+    # An fp32 model's file keeps the name its spec gave it (older runs resume); int8's differs.
+    assert keyed_path(tmp_path, "preds", model=plain, seed=0) == \
+        keyed_path(tmp_path, "preds", model="tiny-random", seed=0)
+    assert keyed_path(tmp_path, "preds", model=quant, seed=0) != \
+        keyed_path(tmp_path, "preds", model=plain, seed=0)
+
+
+def test_quantize_refuses_what_it_cannot_do():
+    with pytest.raises(LwError, match=r"quantize='int4' is not one of \('int8',\)"):
+        lw.llm.load("tiny-random", quantize="int4")
+    with pytest.raises(LwError, match="dynamic int8 for CPUs.*on cuda:0.*leave quantize unset"):
+        lw.llm.hf._quantized(torch.nn.Linear(2, 2), "int8", "cuda:0", "hf:x")
+    with pytest.raises(LwError, match="does not take the option"):
+        lw.llm.load("fake:ok", quantize="int8")

@@ -127,3 +127,12 @@ def test_agentwrite_run_settings_take_the_profile_and_overrides():
     assert direct["max_new_tokens"] == 64
     with pytest.raises(LwError, match="unknown AgentWrite setting"):
         run_settings(p, temprature=1.0)
+
+
+def test_small_quantises_local_models_on_a_cpu_only():
+    import torch
+
+    small, mock = profiles.resolve_size("small"), profiles.resolve_size("mock")
+    expect = {} if torch.cuda.is_available() else {"quantize": "int8"}
+    assert small.options() == expect and small.options("hf:/some/checkpoint") == expect
+    assert small.options("openai:served") == {} and mock.options() == {}

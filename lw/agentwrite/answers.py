@@ -48,10 +48,10 @@ def write(model, instructions, folder, method: str, progress: bool = True, **set
     if method not in METHODS:
         raise LwError(f"method must be one of {METHODS}, got {method!r}.")
     if method == "direct":
-        path = keyed_path(folder, "direct", model=model.spec, **settings)
+        path = keyed_path(folder, "direct", model=model, **settings)
         return write_direct(model, instructions, path, progress=progress, **settings)
     config = AgentWriteConfig(mode=method, **settings)
-    path = keyed_path(folder, method, model=model.spec, **vars(config))
+    path = keyed_path(folder, method, model=model, **vars(config))
     return AgentWriter(model, path, config).run(instructions, progress=progress)
 
 

@@ -197,7 +197,7 @@ def build(model, rows: list[Prompt], folder, config=None, filters: Filters = Fil
 
     config = config or AgentWriteConfig()
     folder = Path(folder)
-    path = keyed_path(folder, f"{name}-agentwrite", model=model.spec, **vars(config))
+    path = keyed_path(folder, f"{name}-agentwrite", model=model, **vars(config))
     answers = AgentWriter(model, path, config).run(rows, progress=progress)
     result = select(answers, filters)
     save(result, folder, name, source={"model": model.spec, "agentwrite": vars(config),
@@ -219,7 +219,7 @@ def short_answers(model, folder, prompts=None, max_new_tokens: int = 256,
     prompts = short_prompts() if prompts is None else prompts
     folder = Path(folder)
     settings = {"temperature": 0.5, "repetition_penalty": 1.1, "seed": 0, **settings}
-    path = keyed_path(folder, f"{name}-answers", model=model.spec,
+    path = keyed_path(folder, f"{name}-answers", model=model,
                       max_new_tokens=max_new_tokens, **settings)
     preds = predict(model, prompts, path, max_new_tokens=max_new_tokens, **settings)
     answers = [{**p, "response": p.get("response", ""),

@@ -30,7 +30,7 @@ def sample(model, rows: list[Prompt], folder, n_samples: int = 4, max_new_tokens
         raise LwError(f"a preference pair needs at least 2 samples per instruction, got {n_samples}.")
     settings = dict(max_new_tokens=max_new_tokens, temperature=temperature,
                     repetition_penalty=repetition_penalty)
-    path = keyed_path(folder, "dpo-samples", model=model.spec, n_samples=n_samples, seed=seed,
+    path = keyed_path(folder, "dpo-samples", model=model, n_samples=n_samples, seed=seed,
                       **settings)
     # Where copies of a prompt in one call draw different samples (the local engine), all
     # copies go in one batch; elsewhere copies sharing a seed come back alike (a server, vLLM
@@ -55,7 +55,7 @@ def score(samples: list[list[Answer]], judge_model, folder, mode: str = "auto",
     flat = [p for group in samples for p in group]
     # The file is named by the answers it judges too: new samples in the same folder never
     # meet the scores of old ones.
-    path = keyed_path(folder, "dpo-judge", judge=judge_model.spec, mode=mode,
+    path = keyed_path(folder, "dpo-judge", judge=judge_model, mode=mode,
                       answers=answers_digest(flat))
     marks = {j["id"]: j for j in judge(judge_model, flat, path, mode=mode, progress=progress)}
     scored = []

@@ -142,6 +142,15 @@ def load(spec: str, prompt_format: str = "chat", trust_remote_code: bool = False
     return model
 
 
+def runs_on_cpu(spec: str) -> bool:
+    """Whether ``spec`` is a model the kit loads with transformers (the embedded ones, ``hf:``)
+    on a machine without CUDA: where ``quantize="int8"`` applies."""
+    import torch
+
+    local = spec in ("smollm2-135m", "tiny-random") or spec.startswith(("tiny-random:", "hf:"))
+    return local and not torch.cuda.is_available()
+
+
 def _check_options(backend, spec: str, options: dict) -> None:
     """Refuse options ``backend`` does not take, naming those it does (not a TypeError from
     deep inside the constructor)."""

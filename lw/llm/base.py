@@ -384,6 +384,12 @@ class ChatModel(ABC):
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def load_identity(self) -> dict:
+        """Load options that change what this model writes beyond its spec (``quantize``):
+        ``lw.store.keyed_path`` names results files by them, so an int8 run never resumes an
+        fp32 run's file. Empty for most models."""
+        return {}
+
     def info(self) -> dict:
         """What a results record should say about this model (never any secret)."""
         return {"spec": self.spec, "backend": type(self).__name__}

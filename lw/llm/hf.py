@@ -5,7 +5,11 @@ Conversations are rendered with the model's chat template and decoded with conti
 prompt takes its place. ``engine="hf"`` uses transformers' own ``generate`` instead (prompts
 sorted by length, cut into fixed batches, each run until its longest reply ends); models whose
 cache the engine cannot edit (e.g. sliding-window layers) use it automatically. On CUDA the model
-runs in bf16 where supported; on CPU in fp32. The engine reuses the keys and values of earlier
+runs in bf16 where supported; on CPU in fp32, or with ``quantize="int8"`` with torch's dynamic int8
+linear layers (int8 weights; each layer's input quantised on the fly with one scale for the
+whole batch, so an answer depends slightly on the rows decoding beside it: a resumed run's
+answers are as good, not identical to an uninterrupted run's; about 3x fp32's tokens/s on two
+cores, ``benchmarks/bench_cpu_routes.py``). The engine reuses the keys and values of earlier
 replies for prompts that start the same way (``lw.llm.prefix``; ``prefix_cache_bytes=0`` turns
 it off, ``model.prefixes.clear()`` forgets them after the weights change).
 
@@ -49,6 +53,34 @@ def pick_device(device: str | None = None) -> tuple[str, "object"]:
     return device, dtype
 
 
+QUANTIZE = ("int8",)
+
+
+def _quantized(model, quantize: str | None, device: str, spec: str) -> str | None:
+    """Apply ``quantize`` to ``model`` in place (see the module docstring); returns it."""
+    if quantize is None:
+        return None
+    if quantize not in QUANTIZE:
+        raise LwError(f"{spec}: quantize={quantize!r} is not one of {QUANTIZE} (or None: the "
+                      "weights as loaded).")
+    if not device.startswith("cpu"):
+        raise LwError(f"{spec}: quantize={quantize!r} is torch's dynamic int8 for CPUs; this "
+                      f"model is on {device}, where it runs in bf16: leave quantize unset.")
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        # torch 2.13 says torch.ao.quantization and quantized tensors move to torchao; they
+        # still work, and the two messages would sit in every notebook's output.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message=".*quantiz.* deprecated", category=UserWarning)
+        torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8,
+                                               inplace=True)
+    return quantize
+
+
 class HFChatModel(ChatModel):
     """A transformers causal LM as a chat model.
 
@@ -62,12 +94,13 @@ class HFChatModel(ChatModel):
             wherever the model is on CUDA and the continuous engine runs it.
         prompt_format: "chat" (the tokenizer's chat template) or "inst" (pred.py's raw
             ``[INST]prompt[/INST]``, one user message only; see the module docstring).
+        quantize: None, or "int8" on CPU (see the module docstring); refused on a GPU.
     """
 
     def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
                  config: GenerationConfig | None = None, engine: str = "continuous",
                  prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
-                 prompt_format: str = "chat"):
+                 prompt_format: str = "chat", quantize: str | None = None):
         super().__init__(spec, config)
         self.prompt_format = check_prompt_format(prompt_format)
         if engine not in ("continuous", "hf"):
@@ -78,6 +111,7 @@ class HFChatModel(ChatModel):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.device = str(next(model.parameters()).device)
+        self.quantize = _quantized(self.model, quantize, self.device, spec)
         self.engine = engine if engine == "hf" or supported(model) else "hf"
         self.prefixes = PrefixStore(prefix_cache_bytes)
         on_cuda = self.device.startswith("cuda")
@@ -118,7 +152,8 @@ class HFChatModel(ChatModel):
                         dtype=None, batch_size: int = 8, engine: str = "continuous",
                         prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
                         prompt_format: str = "chat", trust_remote_code: bool = False,
-                        rope_scaling: dict | None = None, **kwargs) -> "HFChatModel":
+                        rope_scaling: dict | None = None, quantize: str | None = None,
+                        **kwargs) -> "HFChatModel":
         """Load a folder or hub id. Offline, a model missing from the local cache is a clear error.
 
         ``trust_remote_code`` goes to both the tokenizer's and the model's ``from_pretrained``;
@@ -147,7 +182,7 @@ class HFChatModel(ChatModel):
             raise LwError(f"cannot load model '{path}': {hint}. ({exc})") from exc
         return cls(model.to(device), tokenizer, spec or f"hf:{path}", batch_size=batch_size,
                    engine=engine, prefix_cache_bytes=prefix_cache_bytes, cuda_graphs=cuda_graphs,
-                   prompt_format=prompt_format)
+                   prompt_format=prompt_format, quantize=quantize)
 
     def render(self, conv, prefix: str | None = None) -> str:
         """The prompt text the model sees: chat template, generation prompt, then the prefix
@@ -316,8 +351,12 @@ class HFChatModel(ChatModel):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def load_identity(self) -> dict:
+        return {"quantize": self.quantize} if self.quantize else {}
+
     def info(self) -> dict:
         return {**super().info(), "device": self.device, "dtype": str(self.model.dtype),
+                **({"quantize": self.quantize} if self.quantize else {}),
                 "batch_size": self.batch_size, "engine": self.engine,
                 "prompt_format": self.prompt_format,
                 "prefix_cache_bytes": self.prefixes.max_bytes, "cuda_graphs": self.cuda_graphs}
