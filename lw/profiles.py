@@ -41,33 +41,37 @@ class Size:
     model: str  # default model spec for lw.llm.load
     batch_size: int  # local generation batch (an openai: server's requests in flight)
     long_context: bool = False  # load known models with their documented long context
-    # Local transformers models on a CPU (no CUDA) load with this ``quantize`` (lw.llm.hf):
-    # "int8" at small, ~3x fp32's tokens/s (docs/BENCHMARKS.md); what it changes: docs/RESULTS.md.
-    cpu_quantize: str | None = None
+    # Local transformers models on a CPU (no CUDA) that has native bf16 instructions (AVX-512
+    # BF16 or AMX, lw.llm.cpu_bf16) load in bf16: ~1.9x fp32's tokens/s at batch 8, ~2.9x at 16,
+    # with the claims' numbers within a reseed of fp32's (docs/BENCHMARKS.md). Elsewhere fp32
+    # (bf16 would be emulated, slower). int8 (quantize="int8") was faster still but made
+    # SmolLM2-135M loop 3x sooner, so it is not a default.
+    cpu_bf16: bool = False
 
     def options(self, spec: str | None = None) -> dict:
         """``lw.llm.load`` options for ``spec`` (default: this size's model) at this size, the
         batch aside: the paper's options for its released checkpoints (``lw.llm.paper_options``),
-        ``quantize`` for a local model on a CPU where the size says (``cpu_quantize``) and,
+        ``dtype="bfloat16"`` for a local model on a CPU with bf16 instructions where the size
+        says (``cpu_bf16``) and,
         at ``full``, the model's documented long context (``lw.llm.context.
         long_context_options``: Qwen2.5's YaRN x4, 131,072 positions, so a 32,768-token answer
         fits beside its prompt).
 
             model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
         """
-        from lw.llm import paper_options, runs_on_cpu
+        from lw.llm import cpu_bf16, paper_options, runs_on_cpu
         from lw.llm.context import long_context_options
 
         spec = spec or self.model
         extra = long_context_options(spec) if self.long_context else {}
-        if self.cpu_quantize and runs_on_cpu(spec):
-            extra["quantize"] = self.cpu_quantize
+        if self.cpu_bf16 and runs_on_cpu(spec) and cpu_bf16() is None:
+            extra["dtype"] = "bfloat16"
         return {**paper_options(spec), **extra}
 
 
 _SIZES = {
     "mock": Size("mock", "tiny-random", batch_size=4),
-    "small": Size("small", "smollm2-135m", batch_size=8, cpu_quantize="int8"),
+    "small": Size("small", "smollm2-135m", batch_size=16, cpu_bf16=True),
     "full": Size("full", "hf:Qwen/Qwen2.5-7B-Instruct", batch_size=16, long_context=True),
 }
 FULL_MODEL = "Qwen/Qwen2.5-7B-Instruct"

@@ -220,6 +220,9 @@ def test_int8_on_cpu_quantises_the_linear_layers_and_names_its_results_files(tmp
     assert not any("quantized" in type(m).__module__ for m in plain.model.modules())
     outs = quant.generate(PROMPTS[:3], max_new_tokens=6, min_new_tokens=6)
     assert [o.completion_tokens for o in outs] == [6, 6, 6]
+    # The same rows with the same seed give the same text again (a rerun is identical).
+    again = quant.generate(PROMPTS[:3], max_new_tokens=6, min_new_tokens=6)
+    assert [o.text for o in again] == [o.text for o in outs]
     assert quant.info()["quantize"] == "int8" and "quantize" not in plain.info()
     assert quant.load_identity() == {"quantize": "int8"} and plain.load_identity() == {}
     # An fp32 model's file keeps the name its spec gave it (older runs resume); int8's differs.
@@ -236,3 +239,15 @@ def test_quantize_refuses_what_it_cannot_do():
         lw.llm.hf._quantized(torch.nn.Linear(2, 2), "int8", "cuda:0", "hf:x")
     with pytest.raises(LwError, match="does not take the option"):
         lw.llm.load("fake:ok", quantize="int8")
+
+
+def test_a_cpu_dtype_by_name_loads_and_names_its_results_files(tmp_path):
+    from lw.store import keyed_path
+
+    half = lw.llm.load("tiny-random", batch_size=2, dtype="bfloat16")
+    assert half.model.dtype == torch.bfloat16 and half.load_identity() == {"dtype": "bfloat16"}
+    assert keyed_path(tmp_path, "preds", model=half) != keyed_path(tmp_path, "preds",
+                                                                   model="tiny-random")
+    assert len(half.generate(["hi"], max_new_tokens=3, min_new_tokens=3)[0].text) > 0
+    with pytest.raises(LwError, match="'bfloat17' is not a torch dtype"):
+        lw.llm.load("tiny-random", dtype="bfloat17")

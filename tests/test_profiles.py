@@ -129,10 +129,18 @@ def test_agentwrite_run_settings_take_the_profile_and_overrides():
         run_settings(p, temprature=1.0)
 
 
-def test_small_quantises_local_models_on_a_cpu_only():
+def test_small_loads_local_models_in_bf16_on_a_cpu_that_has_it(monkeypatch):
     import torch
 
     small, mock = profiles.resolve_size("small"), profiles.resolve_size("mock")
-    expect = {} if torch.cuda.is_available() else {"quantize": "int8"}
+    monkeypatch.setenv("LW_CPU_BF16", "1")
+    expect = {} if torch.cuda.is_available() else {"dtype": "bfloat16"}
     assert small.options() == expect and small.options("hf:/some/checkpoint") == expect
     assert small.options("openai:served") == {} and mock.options() == {}
+    monkeypatch.setenv("LW_CPU_BF16", "0")  # a CPU without bf16 instructions: fp32
+    assert small.options() == {}
+    monkeypatch.delenv("LW_CPU_BF16")
+    from lw.llm import cpu_bf16
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert (cpu_bf16() is None) == ("avx512_bf16" in flags or "amx_bf16" in flags)

@@ -151,6 +151,27 @@ def runs_on_cpu(spec: str) -> bool:
     return local and not torch.cuda.is_available()
 
 
+def cpu_bf16() -> str | None:
+    """Why bf16 would be slow on this CPU (emulated), or None where it has native bf16
+    instructions (AVX-512 BF16 or AMX, read from /proc/cpuinfo; ``LW_CPU_BF16=0`` or ``=1``
+    overrides the reading)."""
+    import os
+    from pathlib import Path
+
+    forced = os.environ.get("LW_CPU_BF16")
+    if forced in ("0", "1"):
+        return None if forced == "1" else "LW_CPU_BF16=0"
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "no /proc/cpuinfo to read the CPU's instructions from"
+    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
+    flags = set(line.partition(":")[2].split())
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        return None
+    return "this CPU has neither AVX-512 BF16 nor AMX: bf16 would be emulated"
+
+
 def _check_options(backend, spec: str, options: dict) -> None:
     """Refuse options ``backend`` does not take, naming those it does (not a TypeError from
     deep inside the constructor)."""

@@ -5,11 +5,15 @@ Conversations are rendered with the model's chat template and decoded with conti
 prompt takes its place. ``engine="hf"`` uses transformers' own ``generate`` instead (prompts
 sorted by length, cut into fixed batches, each run until its longest reply ends); models whose
 cache the engine cannot edit (e.g. sliding-window layers) use it automatically. On CUDA the model
-runs in bf16 where supported; on CPU in fp32, or with ``quantize="int8"`` with torch's dynamic int8
-linear layers (int8 weights; each layer's input quantised on the fly with one scale for the
-whole batch, so an answer depends slightly on the rows decoding beside it: a resumed run's
-answers are as good, not identical to an uninterrupted run's; about 3x fp32's tokens/s on two
-cores, ``benchmarks/bench_cpu_routes.py``). The engine reuses the keys and values of earlier
+runs in bf16 where supported; on CPU in fp32 unless ``dtype`` says otherwise (``"bfloat16"``:
+about twice fp32's tokens/s on a CPU with AVX-512 BF16 or AMX, what ``small`` uses there), or
+with ``quantize="int8"``: torch's dynamic int8 linear layers, about 3x fp32's tokens/s on two
+cores but lossy for a small model (SmolLM2-135M's answers loop about three times sooner;
+``benchmarks/bench_cpu_routes.py``, docs/BENCHMARKS.md). In bf16 and int8 an answer depends a
+little on the rows decoding beside it (rounding varies with the batch's shape; int8 quantises a
+layer's input with one scale for the whole batch): a rerun with the same seeds is identical, a
+run resumed after a crash gives answers as valid as, not identical to, an uninterrupted run's.
+The engine reuses the keys and values of earlier
 replies for prompts that start the same way (``lw.llm.prefix``; ``prefix_cache_bytes=0`` turns
 it off, ``model.prefixes.clear()`` forgets them after the weights change).
 
@@ -165,6 +169,13 @@ class HFChatModel(ChatModel):
         check_prompt_format(prompt_format)
         _check_local(path)
         device, auto_dtype = pick_device(device)
+        if isinstance(dtype, str):  # "bfloat16", as a profile or a notebook parameter says it
+            import torch
+
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                raise LwError(f"dtype {dtype!r} is not a torch dtype: use e.g. 'bfloat16', "
+                              "'float16' or 'float32'.")
+            dtype = getattr(torch, dtype)
         try:
             if rope_scaling:
                 kwargs["config"] = scaled_config(path, rope_scaling, trust_remote_code)
@@ -352,7 +363,13 @@ class HFChatModel(ChatModel):
             torch.cuda.empty_cache()
 
     def load_identity(self) -> dict:
-        return {"quantize": self.quantize} if self.quantize else {}
+        # What changes the text beyond the spec: int8, or a CPU dtype other than fp32 (on CUDA
+        # the dtype is the device's own choice, and files made there before keep their names).
+        out = {"quantize": self.quantize} if self.quantize else {}
+        dtype = str(self.model.dtype).removeprefix("torch.")
+        if self.device.startswith("cpu") and dtype != "float32":
+            out["dtype"] = dtype
+        return out
 
     def info(self) -> dict:
         return {**super().info(), "device": self.device, "dtype": str(self.model.dtype),
