@@ -118,6 +118,11 @@ def test_short_answers_reject_replies_cut_by_the_budget(tmp_path, tiny):
 
 def test_instruction_sources(tmp_path):
     kit = instructions("kit", min_words=500, max_words=1500)
+    # More than the range holds is refused, naming what there is (not quietly fewer).
+    with pytest.raises(LwError, match=r"8 kit instructions asked for, but only 5 ask for "
+                                      r"2000-2000 words \(2000\)"):
+        instructions("kit", n=8, min_words=2000, max_words=2000)
+    assert len(instructions("kit", n=8, min_words=2000, max_words=3000)) == 8
     assert len(kit) >= 20 and all(500 <= r["length"] <= 1500 for r in kit)
     assert len({r["type"] for r in instructions("kit")}) == 7 and len(instructions("kit")) >= 48
     mine = tmp_path / "mine.jsonl"

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 from lw import records
+from lw.errors import LwError
 from lw.records import Prompt
 from lw.store import jsonl_lines
 
@@ -23,11 +24,18 @@ VERSION = 2  # bump when the file changes (2: 24 instructions of 500-1,500 words
 def load(min_words: int = 0, max_words: int | None = None, n: int | None = None,
          seed: int = 0) -> list[Prompt]:
     """Instructions whose required length is in [min_words, max_words]; ``n`` of them picked
-    spread across types (round-robin over a seeded shuffle), or all when ``n`` is None."""
+    spread across types (round-robin over a seeded shuffle), or all when ``n`` is None. Asking
+    for more than there are is an LwError (a run never goes on with fewer than it says)."""
     rows = [records.prompt(json.loads(line)) for line in jsonl_lines(FILE)]
     rows = [r for r in rows if r["length"] >= min_words and
             (max_words is None or r["length"] <= max_words)]
-    if n is None or n >= len(rows):
+    if n is not None and n > len(rows):
+        lengths = sorted({r["length"] for r in rows})
+        raise LwError(f"{n} kit instructions asked for, but only {len(rows)} ask for "
+                      f"{min_words}-{max_words if max_words is not None else 'any'} words "
+                      f"({', '.join(map(str, lengths)) or 'none'}): ask for fewer, or widen the "
+                      "word range (MIN_WORDS / MAX_WORDS).")
+    if n is None or n == len(rows):
         return rows
     rng = random.Random(seed)
     by_type: dict[str, list] = {}
