@@ -75,6 +75,21 @@ def _missing(name: str) -> list[str]:
     return [f"*Notebook {name} has not finished in this run folder.*", ""]
 
 
+def _cpu() -> str:
+    """The CPU's model name and whether it has bf16 instructions (``small`` runs local models in
+    bf16 where it has, in fp32 where not: the figures differ)."""
+    from lw.llm import cpu_bf16
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        name = next((x.partition(":")[2].strip() for x in text.splitlines()
+                     if x.startswith("model name")), "CPU model unknown")
+    except OSError:
+        name = platform.processor() or "CPU model unknown"
+    why = cpu_bf16()
+    return f"{name} ({'bf16 instructions' if why is None else 'no bf16 instructions'})"
+
+
 def build(run) -> str:
     """The report's Markdown for a run folder."""
     run = Path(run)
@@ -84,7 +99,7 @@ def build(run) -> str:
     size = next((r.get("size") for r in rec.values() if r.get("size")), run.name)
     out = [f"# LongWriter reproduction report ({size})", "",
            f"Run folder `{run}`; written {time.strftime('%Y-%m-%d %H:%M')} on "
-           f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python "
+           f"{platform.system()} {platform.machine()}, {_cpu()}, {os.cpu_count()} cores, Python "
            f"{platform.python_version()}. Paper: Bai et al., arXiv 2408.07055.", "",
            "## Wall time per notebook", "", "| notebook | seconds |", "|---|---|"]
     out += [f"| {k} | {_fmt(v)} |" for k, v in sorted(secs.items())]

@@ -137,8 +137,10 @@ def test_small_loads_local_models_in_bf16_on_a_cpu_that_has_it(monkeypatch):
     expect = {} if torch.cuda.is_available() else {"dtype": "bfloat16"}
     assert small.options() == expect and small.options("hf:/some/checkpoint") == expect
     assert small.options("openai:served") == {} and mock.options() == {}
-    monkeypatch.setenv("LW_CPU_BF16", "0")  # a CPU without bf16 instructions: fp32
-    assert small.options() == {}
+    monkeypatch.setenv("LW_CPU_BF16", "0")  # a CPU without bf16 instructions: fp32, said
+    if not torch.cuda.is_available():
+        with pytest.warns(UserWarning, match="local models run in fp32"):
+            assert small.options() == {}
     monkeypatch.delenv("LW_CPU_BF16")
     from lw.llm import cpu_bf16
 

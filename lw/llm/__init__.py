@@ -144,7 +144,7 @@ def load(spec: str, prompt_format: str = "chat", trust_remote_code: bool = False
 
 def runs_on_cpu(spec: str) -> bool:
     """Whether ``spec`` is a model the kit loads with transformers (the embedded ones, ``hf:``)
-    on a machine without CUDA: where ``quantize="int8"`` applies."""
+    on a machine without CUDA: where a CPU ``dtype`` or ``quantize="int8"`` applies."""
     import torch
 
     local = spec in ("smollm2-135m", "tiny-random") or spec.startswith(("tiny-random:", "hf:"))
