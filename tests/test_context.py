@@ -193,7 +193,7 @@ def test_credentials_in_base_url_never_reach_a_record(tmp_path):
     assert model.info()["base_url"] == "http://srv:8000/v1"
 
 
-def test_long_context_options_per_backend_and_at_full_size_only():
+def test_long_context_options_per_backend_and_at_full_size_only(monkeypatch):
     assert long_context_options("hf:Qwen/Qwen2.5-7B-Instruct") == {"rope_scaling": YARN_4X}
     vllm = long_context_options("vllm:Qwen/Qwen2.5-7B-Instruct")
     assert vllm["max_model_len"] == 131072
@@ -205,7 +205,15 @@ def test_long_context_options_per_backend_and_at_full_size_only():
     assert long_context_options("hf:Qwen/Qwen2.5-0.5B-Instruct") == {}
     full = lw.profiles.resolve_size("full", model="hf:Qwen/Qwen2.5-7B-Instruct")
     assert full.options() == {"rope_scaling": YARN_4X}
-    assert lw.profiles.resolve_size("small", model="hf:Qwen/Qwen2.5-7B-Instruct").options() == {}
+    # small never asks for the long context; what else it adds (bf16 on a CPU that has it) is
+    # the CPU's business, so both readings of LW_CPU_BF16 are checked
+    small = lw.profiles.resolve_size("small", model="hf:Qwen/Qwen2.5-7B-Instruct")
+    for forced in ("0", "1"):
+        monkeypatch.setenv("LW_CPU_BF16", forced)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the fp32 warning is test_profiles' to check
+            options = small.options()
+        assert "rope_scaling" not in options and set(options) <= {"dtype"}
     released = full.options("hf:THUDM/LongWriter-llama3.1-8b")
     assert released == {"prompt_format": "inst"}  # 128k already: the paper's own options
 
