@@ -196,8 +196,10 @@ def run(subsets: dict[int, list[dict]], recipe, prompts: list[Prompt], folder,
     answers are reused, so an interrupted run goes on where it stopped.
 
     ``recipe`` is a file or dict; ``overrides`` are recipe values for every model (the seed is
-    set per model); ``size`` (``lw.profiles.Size``), where given, the load options of each
-    trained model (``Size.options``: int8 on a CPU at small); ``generation`` the sampling settings (``temperature``,
+    set per model, and they beat the size's); ``size`` (``lw.profiles.Size``), where given,
+    sets each model's training options under them (``Size.train_options``: bf16 autocast on a
+    CPU with bf16 instructions at small) and each trained model's load options
+    (``Size.options``); ``generation`` the sampling settings (``temperature``,
     ``repetition_penalty``...). A model whose answers failed keeps them out of ``preds``' ids:
     failures are counted in the tables, and ``lw.stats.values_by_cap`` refuses unequal prompts.
     """
@@ -215,11 +217,14 @@ def run(subsets: dict[int, list[dict]], recipe, prompts: list[Prompt], folder,
         raise LwError(f"seeds {seeds}: give one or more distinct training seeds.")
     generation.pop("seed", None)  # each model samples with its training seed
     folder = Path(folder)
+    overrides = dict(overrides or {})
+    if size is not None:
+        overrides = {**size.train_options(overrides.get("model")), **overrides}
     preds, models, per_seed = {}, {}, []
     for cap, convs in subsets.items():
         data_words = [answer_words(c) for c in convs]
         for s in seeds:
-            one = load_recipe(recipe, **{**(overrides or {}), "seed": s,
+            one = load_recipe(recipe, **{**overrides, "seed": s,
                                          "output_dir": str(folder / f"cap-{cap}-seed-{s}")})
             trained = train(one, data=[{"messages": c["messages"]} for c in convs],
                             progress=progress)

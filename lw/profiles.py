@@ -43,9 +43,10 @@ class Size:
     long_context: bool = False  # load known models with their documented long context
     # Local transformers models on a CPU (no CUDA) that has native bf16 instructions (AVX-512
     # BF16 or AMX, lw.llm.cpu_bf16) load in bf16: ~1.9x fp32's tokens/s at batch 8, ~2.9x at 16,
-    # with the claims' numbers within a reseed of fp32's (docs/BENCHMARKS.md). Elsewhere fp32
-    # (bf16 would be emulated, slower). int8 (quantize="int8") was faster still but made
-    # SmolLM2-135M loop 3x sooner, so it is not a default.
+    # with the claims' numbers within a reseed of fp32's (docs/BENCHMARKS.md), and train with
+    # bf16 autocast over fp32 weights (train_options: ~2.6x fp32's training tokens/s, no update
+    # lost). Elsewhere fp32 (bf16 would be emulated, slower). int8 (quantize="int8") was faster
+    # still but made SmolLM2-135M loop 3x sooner, so it is not a default.
     cpu_bf16: bool = False
 
     def options(self, spec: str | None = None) -> dict:
@@ -59,21 +60,43 @@ class Size:
 
             model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
         """
-        from lw.llm import cpu_bf16, paper_options, runs_on_cpu
+        from lw.llm import paper_options
         from lw.llm.context import long_context_options
 
         spec = spec or self.model
         extra = long_context_options(spec) if self.long_context else {}
-        if self.cpu_bf16 and runs_on_cpu(spec):
-            why = cpu_bf16()
-            if why is None:
-                extra["dtype"] = "bfloat16"
-            else:  # said, not silent: this run's figures are fp32's, and slower
-                import warnings
-
-                warnings.warn(f"size {self.name}: {why}, so local models run in fp32 (about half "
-                              "the speed; figures differ from a bf16 run's).", stacklevel=2)
+        if self._bf16_on_cpu(spec):
+            extra["dtype"] = "bfloat16"
         return {**paper_options(spec), **extra}
+
+    def train_options(self, spec: str | None = None) -> dict:
+        """Recipe ``train`` fields this size sets for fine-tuning ``spec`` (default: this
+        size's model) on top of the recipe's: ``bf16: true`` (bf16 autocast over fp32 weights
+        and AdamW state, ``lw.sft.precision``) on a CPU with bf16 instructions where the size
+        says (``cpu_bf16``). Measured on notebook 05's shape (benchmarks/bench_cpu_train.py,
+        AMD EPYC with AVX-512 BF16, 2 cores): 2.6x fp32's training tokens/s, the loss within
+        0.003 of fp32's, and the update probe still finds >99.9% of the weights changed. A GPU
+        recipe sets its own precision, so elsewhere this is empty.
+
+            recipe = lw.sft.load_recipe(path, **size.train_options(), **overrides)
+        """
+        return {"bf16": True} if self._bf16_on_cpu(spec or self.model) else {}
+
+    def _bf16_on_cpu(self, spec: str) -> bool:
+        """Whether a local model ``spec`` runs in bf16 here: the size asks for it on a CPU
+        (``cpu_bf16``) and the CPU has the instructions (else a warning: fp32, said)."""
+        from lw.llm import cpu_bf16, runs_on_cpu
+
+        if not (self.cpu_bf16 and runs_on_cpu(spec)):
+            return False
+        why = cpu_bf16()
+        if why is not None:  # said, not silent: this run's figures are fp32's, and slower
+            import warnings
+
+            warnings.warn(f"size {self.name}: {why}, so local models run and train in fp32 "
+                          "(about half the speed; figures differ from a bf16 run's).",
+                          stacklevel=3)
+        return why is None
 
 
 _SIZES = {

@@ -144,6 +144,36 @@ def test_run_trains_one_model_per_cap_and_seed_and_lines_answers_up_for_the_inte
         controlled.run(subsets, recipe, prompts, tmp_path, max_new_tokens=400, seeds=[1, 1])
 
 
+def test_run_trains_with_the_sizes_options_under_the_callers(tmp_path, monkeypatch):
+    import torch
+
+    precisions = []
+
+    def fake_train(recipe, data, progress=True):
+        precisions.append(recipe.train.bf16)
+        folder = Path(recipe.train.output_dir)
+        return TrainResult(model_dir=folder / "final", output_dir=folder, stats={},
+                           log_history=[])
+
+    monkeypatch.setattr(lw.sft, "train", fake_train)
+    monkeypatch.setattr(lw.llm, "load", lambda spec, batch_size=8, **options: ScriptedChatModel(
+        lambda c, p: distinct_words(20), spec=spec))
+    monkeypatch.setenv("LW_CPU_BF16", "1")
+    small = lw.profiles.resolve_size("small")
+    pool = [conv(essay(6, tag=chr(97 + i) * 3), prompt=f"p{i}") for i in range(3)]
+    subsets = controlled.make_subsets(pool, [50, 150], design="cut")
+    prompts = [{"id": "1", "prompt": "x", "length": 100}]
+    recipe = {"model": "smollm2-135m", "stage": "sft", "data": {"train": "unused.jsonl"},
+              "train": {"output_dir": str(tmp_path / "unused"), "bf16": False}}
+    controlled.run(subsets, recipe, prompts, tmp_path / "a", max_new_tokens=8, progress=False,
+                   size=small, overrides={"model": "smollm2-135m"})
+    # small on a CPU with bf16 instructions trains in bf16 autocast over the recipe's fp32
+    assert precisions == [not torch.cuda.is_available()] * 2
+    controlled.run(subsets, recipe, prompts, tmp_path / "b", max_new_tokens=8, progress=False,
+                   size=small, overrides={"model": "smollm2-135m", "bf16": False})
+    assert precisions[2:] == [False, False]  # the caller's value beats the size's
+
+
 def test_full_takes_the_papers_data_and_a_short_pool_says_what_to_add():
     # at full the largest cap is 4,000 words: the kit's own instructions rarely ask for that many
     full = lw.profiles.get("06", lw.profiles.resolve_size("full", model="hf:x"))

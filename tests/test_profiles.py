@@ -129,6 +129,27 @@ def test_agentwrite_run_settings_take_the_profile_and_overrides():
         run_settings(p, temprature=1.0)
 
 
+def test_small_trains_with_bf16_autocast_on_a_cpu_that_has_it(monkeypatch):
+    import torch
+
+    from lw.sft import load_recipe, precision
+
+    cpu = not torch.cuda.is_available()
+    small, mock = profiles.resolve_size("small"), profiles.resolve_size("mock")
+    monkeypatch.setenv("LW_CPU_BF16", "1")
+    assert small.train_options() == ({"bf16": True} if cpu else {})
+    assert mock.train_options() == {} and small.train_options("openai:served") == {}
+    # what the option makes of the small recipe: fp32 weights and AdamW state, bf16 compute
+    recipe = load_recipe(paths.home() / profiles.get("05", small).sft_recipe,
+                         **small.train_options())
+    plan = precision.plan(recipe.train)
+    assert (plan.weights, plan.compute) == ("float32", "bf16 autocast" if cpu else "fp32")
+    monkeypatch.setenv("LW_CPU_BF16", "0")  # a CPU without bf16 instructions: fp32, said
+    if cpu:
+        with pytest.warns(UserWarning, match="local models run and train in fp32"):
+            assert small.train_options() == {}
+
+
 def test_small_loads_local_models_in_bf16_on_a_cpu_that_has_it(monkeypatch):
     import torch
 
@@ -139,7 +160,7 @@ def test_small_loads_local_models_in_bf16_on_a_cpu_that_has_it(monkeypatch):
     assert small.options("openai:served") == {} and mock.options() == {}
     monkeypatch.setenv("LW_CPU_BF16", "0")  # a CPU without bf16 instructions: fp32, said
     if not torch.cuda.is_available():
-        with pytest.warns(UserWarning, match="local models run in fp32"):
+        with pytest.warns(UserWarning, match="local models run and train in fp32"):
             assert small.options() == {}
     monkeypatch.delenv("LW_CPU_BF16")
     from lw.llm import cpu_bf16
