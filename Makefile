@@ -72,6 +72,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_cpu_routes.py
 	$(BIN)/python benchmarks/bench_cpu_claims.py
+	$(BIN)/python benchmarks/bench_cpu_train.py
 	$(BIN)/python benchmarks/bench_agentwrite.py
 	$(BIN)/python benchmarks/bench_packing.py
 	$(BIN)/python benchmarks/bench_pipeline.py

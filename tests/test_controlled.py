@@ -1,5 +1,6 @@
 """The controlled experiment's subsets (cut, filter, fill) and its runner's shape of results."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -159,7 +160,7 @@ def test_run_trains_with_the_sizes_options_under_the_callers(tmp_path, monkeypat
     monkeypatch.setattr(lw.llm, "load", lambda spec, batch_size=8, **options: ScriptedChatModel(
         lambda c, p: distinct_words(20), spec=spec))
     monkeypatch.setenv("LW_CPU_BF16", "1")
-    small = lw.profiles.resolve_size("small")
+    small = dataclasses.replace(lw.profiles.resolve_size("small"), cpu_bf16_train=True)
     pool = [conv(essay(6, tag=chr(97 + i) * 3), prompt=f"p{i}") for i in range(3)]
     subsets = controlled.make_subsets(pool, [50, 150], design="cut")
     prompts = [{"id": "1", "prompt": "x", "length": 100}]
@@ -167,7 +168,7 @@ def test_run_trains_with_the_sizes_options_under_the_callers(tmp_path, monkeypat
               "train": {"output_dir": str(tmp_path / "unused"), "bf16": False}}
     controlled.run(subsets, recipe, prompts, tmp_path / "a", max_new_tokens=8, progress=False,
                    size=small, overrides={"model": "smollm2-135m"})
-    # small on a CPU with bf16 instructions trains in bf16 autocast over the recipe's fp32
+    # a size that asks for it, on a CPU with bf16 instructions, trains in bf16 autocast
     assert precisions == [not torch.cuda.is_available()] * 2
     controlled.run(subsets, recipe, prompts, tmp_path / "b", max_new_tokens=8, progress=False,
                    size=small, overrides={"model": "smollm2-135m", "bf16": False})
