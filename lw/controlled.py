@@ -198,7 +198,7 @@ def run(subsets: dict[int, list[dict]], recipe, prompts: list[Prompt], folder,
     ``recipe`` is a file or dict; ``overrides`` are recipe values for every model (the seed is
     set per model, and they beat the size's); ``size`` (``lw.profiles.Size``), where given,
     sets each model's training options under them (``Size.train_options``: bf16 autocast on a
-    CPU with bf16 instructions at small) and each trained model's load options
+    CPU with bf16 instructions where the size asks for it) and each trained model's load options
     (``Size.options``); ``generation`` the sampling settings (``temperature``,
     ``repetition_penalty``...). A model whose answers failed keeps them out of ``preds``' ids:
     failures are counted in the tables, and ``lw.stats.values_by_cap`` refuses unequal prompts.

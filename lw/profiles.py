@@ -43,8 +43,9 @@ class Size:
     long_context: bool = False  # load known models with their documented long context
     # Local transformers models on a CPU (no CUDA) that has native bf16 instructions (AVX-512
     # BF16 or AMX, lw.llm.cpu_bf16) load in bf16: ~1.9x fp32's tokens/s at batch 8, ~2.9x at 16,
-    # with the claims' numbers within a reseed of fp32's (docs/BENCHMARKS.md). Elsewhere fp32 (bf16 would be emulated, slower). int8 (quantize="int8") was faster
-    # still but made SmolLM2-135M loop 3x sooner, so it is not a default.
+    # with the claims' numbers within a reseed of fp32's (docs/BENCHMARKS.md). Elsewhere fp32
+    # (bf16 would be emulated, slower). int8 (quantize="int8") was faster still but made
+    # SmolLM2-135M loop 3x sooner, so it is not a default.
     cpu_bf16: bool = False
     # Fine-tuning with bf16 autocast on such a CPU (train_options): 1.96x fp32's training speed
     # with no update lost (bench_cpu_train.py), but the one small run with it (2026-12-03) saw
