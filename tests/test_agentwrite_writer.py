@@ -577,3 +577,42 @@ def test_write_keys_each_method_by_its_settings_and_resumes(tmp_path):
     assert len(again.calls) == 1 and len(list(tmp_path.glob("direct-*.jsonl"))) == 2
     with pytest.raises(LwError, match="method must be one of"):
         write(again, items, tmp_path, "outline")
+
+
+def test_methods_written_together_give_each_its_own_records_in_fewer_batches(tmp_path):
+    """write_together sends the sequential and parallel methods' requests through one stream
+    per stage: each method gets the records and the file it gets alone, the same requests go
+    out, in fewer and fuller batches; a rerun resumes both files without a request."""
+    from lw.agentwrite import write, write_together
+
+    items = ["Write A, 1000 words.", "Write B, 1000 words."]
+    alone_fake = scripted()
+    alone = {m: write(alone_fake, items, tmp_path / "alone", m, progress=False)
+             for m in ("sequential", "parallel")}
+    fake = scripted()
+    together = write_together(fake, items, tmp_path / "together", progress=False)
+
+    def timeless(recs):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "steps")} for r in recs]
+
+    assert list(together) == ["sequential", "parallel"]
+    for method in alone:
+        assert timeless(together[method]) == timeless(alone[method])
+        assert all(r["status"] == "done" and r["mode"] == method for r in together[method])
+    assert sorted(p.name for p in (tmp_path / "alone").glob("*.jsonl")) == \
+        sorted(p.name for p in (tmp_path / "together").glob("*.jsonl"))
+    assert sorted(c[0][-1]["content"] for c in fake.calls) == \
+        sorted(c[0][-1]["content"] for c in alone_fake.calls)
+    # Alone: 2 plans, 2 plans, 3 sequential rounds, parallel's round (by budget: 4 + 2).
+    # Together: 4 plans, then sequential's first round beside all of parallel's, then 2 rounds.
+    assert alone_fake.batches == [2, 2, 2, 2, 2, 4, 2]
+    assert fake.batches == [4, 6, 2, 2, 2]
+    again = scripted()
+    assert timeless(write_together(again, items, tmp_path / "together", progress=False)["parallel"]) \
+        == timeless(together["parallel"])
+    assert again.calls == []
+    with pytest.raises(LwError, match="distinct AgentWrite methods"):
+        write_together(again, items, tmp_path, ("sequential", "direct"))
+    with pytest.raises(LwError, match="same model object"):
+        lw.agentwrite.run_together([(AgentWriter(scripted(), tmp_path / "x.jsonl"), items),
+                                    (AgentWriter(scripted(), tmp_path / "y.jsonl"), items)])
