@@ -69,26 +69,6 @@ def test_follow_ups_start_before_the_round_ends(tiny):
     assert order == ["A", "A2", "B"]
 
 
-def test_follow_ups_go_ahead_of_jobs_not_yet_started(tiny):
-    """One row, three queued requests: A's follow-up runs before B and C, which were waiting
-    (a dependent chain is never starved behind independent work). Appended at the back, the
-    order would be A, B, C, A2."""
-    order = []
-
-    def on_done(request, gen):
-        order.append(request.key)
-        return [Request("A2", "again", GenerationConfig(max_new_tokens=2, min_new_tokens=2))] \
-            if request.key == "A" else []
-
-    tiny.batch_size = 1
-    try:
-        tiny.stream([Request(k, k.lower(), GenerationConfig(max_new_tokens=2, min_new_tokens=2))
-                     for k in ("A", "B", "C")], on_done)
-    finally:
-        tiny.batch_size = 4
-    assert order == ["A", "A2", "B", "C"]
-
-
 def test_base_stream_works_in_rounds_and_checks_requests():
     fake = lw.llm.load("fake:hello there")
     seen = []

@@ -11,9 +11,7 @@ instruction and the plan (``mode="parallel"``, the paper's +Parallel ablation).
 
 All items advance together through ``model.stream``: an item's next paragraph is asked for the
 moment its previous one is stored, so a local backend keeps its batch rows busy and a server its
-connections (other backends work in rounds). ``write_together`` (``run_together``: writers on one
-model) runs both methods through one stream, so the parallel method's paragraphs fill the rows
-the sequential method leaves idle (it keeps one request per item in flight). Every plan and paragraph is stored as it finishes;
+connections (other backends work in rounds). Every plan and paragraph is stored as it finishes;
 rerunning with the same path resumes, an item a server outage left pending included
 (``lw.llm.failures``), and ``run(..., retry_failed=True)`` asks stored failed items again (a
 failed plan with fresh seeds). Weak models that cannot write the plan format get a
@@ -33,7 +31,7 @@ settings, so the two never share a results file. A plan step whose word count ca
 a share of the target, flagged ``count_source="default"`` and reported in ``plan_note``.
 """
 
-from lw.agentwrite.answers import METHODS, predict_agentwrite, run_settings, write, write_together
+from lw.agentwrite.answers import METHODS, predict_agentwrite, run_settings, write
 from lw.agentwrite.cleanup import strip_label
 from lw.agentwrite.compare import long_table, summary
 from lw.agentwrite.config import AgentWriteConfig, make_items
@@ -47,10 +45,10 @@ from lw.agentwrite.outline import (
     scaffold_steps,
     unread_counts_note,
 )
-from lw.agentwrite.writer import AgentWriter, run_together
+from lw.agentwrite.writer import AgentWriter
 
 __all__ = ["METHODS", "AgentWriteConfig", "AgentWriter", "PlanStep", "check_plan", "infer_length",
-           "long_table", "make_items", "parse_plan", "run_together", "predict_agentwrite", "plan_step_limit", "run_settings",
+           "long_table", "make_items", "parse_plan", "predict_agentwrite", "plan_step_limit", "run_settings",
            "scaffold_steps",
            "strip_label", "summary", "write",
-           "unread_counts_note", "write_direct", "write_together"]
+           "unread_counts_note", "write_direct"]

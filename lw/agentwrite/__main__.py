@@ -8,7 +8,7 @@ import argparse
 
 import lw.llm
 from lw import paths, profiles, resources, stats
-from lw.agentwrite import long_table, run_settings, summary, write, write_together
+from lw.agentwrite import long_table, run_settings, summary, write
 
 
 def main(argv=None) -> int:
@@ -41,8 +41,9 @@ def main(argv=None) -> int:
         plan_mode=args.plan_mode, direct_max_new_tokens=args.direct_max_new_tokens)
     model = lw.llm.load(size.model, batch_size=size.batch_size, **size.options())
     try:
-        records = {"direct": write(model, items, folder, "direct", **direct_settings),
-                   **write_together(model, items, folder, ("sequential", "parallel"), **settings)}
+        records = {"direct": write(model, items, folder, "direct", **direct_settings)}
+        for mode in ("sequential", "parallel"):
+            records[mode] = write(model, items, folder, mode, **settings)
     finally:
         model.close()
     table = long_table(records)

@@ -40,6 +40,7 @@ def write(model, instructions, folder, method: str, progress: bool = True, **set
     start a new file): ``"direct"`` (one call each, ``write_direct``; ``settings`` are its
     generation settings) or AgentWrite ``"sequential"`` / ``"parallel"`` (``settings`` are
     ``AgentWriteConfig`` fields). Returns the records, in order."""
+    from lw.agentwrite.config import AgentWriteConfig
     from lw.agentwrite.direct import write_direct
     from lw.errors import LwError
     from lw.store import keyed_path
@@ -49,32 +50,9 @@ def write(model, instructions, folder, method: str, progress: bool = True, **set
     if method == "direct":
         path = keyed_path(folder, "direct", model=model, **settings)
         return write_direct(model, instructions, path, progress=progress, **settings)
-    return write_together(model, instructions, folder, (method,), progress, **settings)[method]
-
-
-def write_together(model, instructions, folder, methods=("sequential", "parallel"),
-                   progress: bool = True, **settings) -> dict:
-    """AgentWrite's methods run at once on one model (``lw.agentwrite.writer.run_together``):
-    the same records and files as ``write`` gives each method alone, with the methods'
-    requests sharing the batch, so the sequential method's idle rows write the parallel
-    method's paragraphs. ``settings`` are ``AgentWriteConfig`` fields (``mode`` is each
-    method). Returns ``{method: records}``."""
-    from lw.agentwrite.config import AgentWriteConfig
-    from lw.agentwrite.writer import run_together
-    from lw.errors import LwError
-    from lw.store import keyed_path
-
-    methods = tuple(methods)
-    if not methods or len(set(methods)) < len(methods) or set(methods) - {"sequential", "parallel"}:
-        raise LwError(f"methods must be distinct AgentWrite methods (\"sequential\", "
-                      f"\"parallel\"), got {methods!r}; \"direct\" runs through write().")
-    writers = []
-    for method in methods:
-        config = AgentWriteConfig(mode=method, **settings)
-        writers.append(AgentWriter(model, keyed_path(folder, method, model=model, **vars(config)),
-                                   config))
-    return dict(zip(methods, run_together([(w, instructions) for w in writers],
-                                          progress=progress), strict=True))
+    config = AgentWriteConfig(mode=method, **settings)
+    path = keyed_path(folder, method, model=model, **vars(config))
+    return AgentWriter(model, path, config).run(instructions, progress=progress)
 
 
 def run_settings(profile, prompts: str = "kit", seed: int = 0, **overrides) -> tuple[dict, dict]:

@@ -54,10 +54,8 @@ class PlanStage:
     """Step I of ``AgentWriter`` (a mixin: it uses the writer's model, config, store, ``_fail``,
     ``_prompts``, ``_plan_prompt`` and ``_save_plan``)."""
 
-    def _plan_requests(self, states: list) -> list:
-        """The first requests that give each state a plan (stored) or a failure (stored, saying
-        what to do), for ``model.stream`` with ``_planned`` as its callback (``run_together``
-        streams several writers' plans at once)."""
+    def _plan(self, states: list) -> None:
+        """Give each state a plan (stored) or a failure (stored, saying what to do)."""
         first = []
         for s in states:
             tried = self.store.get(f"{s.item['id']}/free@{s.attempt}")
@@ -71,7 +69,8 @@ class PlanStage:
                                      self.config.generation(self.config.plan_max_new_tokens,
                                                             s.attempt),
                                      name=f"{s.item['id']}/plan"))
-        return first
+        if first:
+            self.model.stream(first, self._planned, errors="return")
 
     def _planned(self, request, out) -> list:
         """``stream``'s callback: store what finished; return what the item needs next."""

@@ -42,7 +42,7 @@ def context_warning(model, items: list[Prompt], mode: str) -> list:
                       f"paragraph's prompt (the text so far at ~{TOKENS_PER_WORD} tokens a word): "
                       f"{', '.join(map(str, over[:5]))}. Their late paragraphs will be refused or "
                       "capped: use a model with a longer context (lw.llm.context."
-                      "long_context_options), or mode='parallel'.", stacklevel=5)
+                      "long_context_options), or mode='parallel'.", stacklevel=3)
     return over
 
 
@@ -119,18 +119,18 @@ class AgentWriter(PlanStage):
                 would give the same unusable plan). Without it a failure stays as stored.
             progress: show a progress bar over paragraphs.
         """
-        return run_together([(self, instructions)], retry_failed, progress)[0]
+        from lw.progress import bar as tqdm
 
-    def _prepare(self, instructions, retry_failed: bool) -> tuple[list, list]:
-        """Check the items and read what is stored: (every item's state, those with work left)."""
         items = make_items(instructions, self.config.default_length)
         context_warning(self.model, items, self.config.mode)
         states = [self._resume(item, retry_failed) for item in items]
-        return states, [s for s in states if s.final is None and s.error is None]
-
-    def _records(self, states: list, todo: list) -> list[Answer]:
-        """Finish the items whose paragraphs are all written, say what was left undone, and
-        return one record per item, in order."""
+        todo = [s for s in states if s.final is None and s.error is None]
+        self._plan([s for s in todo if s.steps is None])
+        total = sum(len(s.steps) for s in todo if s.steps)
+        with tqdm(total=total, initial=sum(len(s.paragraphs) for s in todo),
+                  desc=f"AgentWrite {self.config.mode}", unit="para", disable=not progress) as bar:
+            self._write([s for s in todo if s.error is None and s.steps
+                         and len(s.paragraphs) < len(s.steps)], bar)
         for s in todo:
             if s.error is None and s.steps:
                 self._finish(s)
@@ -200,7 +200,7 @@ class AgentWriter(PlanStage):
         stored = [s for s in states if s.stored_failure]
         warn_undone("AgentWrite", n, spec, [s.error for s in pending],
                     [s.error for s in failed], [s.error for s in stored],
-                    "run(..., retry_failed=True) (a failed plan with fresh seeds)", stacklevel=6)
+                    "run(..., retry_failed=True) (a failed plan with fresh seeds)", stacklevel=4)
 
     # -- step I: plans (lw.agentwrite.planning) -------------------------------------------
     def _prompts(self, s: _State):
@@ -225,9 +225,8 @@ class AgentWriter(PlanStage):
         return self._prompts(s).write(s.item, s.steps, s.plan_raw, s.paragraphs, s.replies, k,
                                       parallel=self.config.mode == "parallel")
 
-    def _write(self, active: list[_State], bar) -> tuple[list, object]:
-        """The first requests and the ``model.stream`` callback that write every remaining
-        paragraph (``run_together`` streams them, with other writers'). Sequential mode asks for an
+    def _write(self, active: list[_State], bar) -> None:
+        """Write every remaining paragraph through ``model.stream``. Sequential mode asks for an
         item's next paragraph the moment its previous one is stored, so a local backend keeps
         its batch full and a server its connections busy; parallel mode asks for all at once.
         Paragraphs are stored in order as they finish (a later one waits in memory for an
@@ -265,7 +264,7 @@ class AgentWriter(PlanStage):
                 return [self._request(s, len(s.paragraphs))]
             return []
 
-        return first, on_done
+        self.model.stream(first, on_done, errors="return")
 
     def _request(self, s: _State, k: int, attempt: int = 0) -> Request:
         return Request((s, k, attempt), self.write_prompt(s, k),
@@ -337,72 +336,6 @@ class AgentWriter(PlanStage):
         ps = self._prompts(s)
         return {"prompts": ps.kind, "prompt_version": ps.version(s.plan_mode),
                 "prompt_versions": ps.versions(s.plan_mode)}
-
-
-def run_together(jobs, retry_failed: bool = False, progress: bool = True) -> list[list[Answer]]:
-    """Run several ``AgentWriter``s on one model at once: every writer's plans go out through
-    one ``model.stream``, then every writer's paragraphs through another, so their requests
-    share the backend's batch rows (a local engine) or connections (a server).
-
-    Why: sequential mode keeps only one request per item in flight (each paragraph waits for
-    the one before), so 8 items leave half of a 16-row batch idle; a parallel writer's
-    paragraphs, or another file's items, fill those rows. Each writer still stores to its own
-    file and samples each request by its name and seed, as it would alone.
-
-    Args:
-        jobs: ``(writer, instructions)`` pairs; the writers must share one model object.
-        retry_failed, progress: as ``AgentWriter.run`` (one progress bar per writer).
-
-    Returns:
-        Each writer's records, in the order of ``jobs``.
-    """
-    from contextlib import ExitStack
-
-    from lw.progress import bar as tqdm
-
-    jobs = list(jobs)
-    if not jobs:
-        return []
-    model = jobs[0][0].model
-    if any(w.model is not model for w, _ in jobs):
-        raise LwError("run_together: every writer must use the same model object (one engine "
-                      "batches their requests); run writers of different models one by one.")
-    prepared = []
-    for w, instructions in jobs:  # loops, not comprehensions: warnings' stacklevel counts frames
-        prepared.append(w._prepare(instructions, retry_failed))
-    # Requests are keyed (state, ...): the state says which writer's callback takes the reply.
-    owner: dict = {}
-    first: list = []
-    for (w, _), (_, todo) in zip(jobs, prepared, strict=True):
-        unplanned = [s for s in todo if s.steps is None]
-        owner.update({id(s): w._planned for s in unplanned})
-        first += w._plan_requests(unplanned)
-    _stream(model, first, owner)
-    with ExitStack() as bars:
-        owner, first = {}, []
-        for (w, _), (_, todo) in zip(jobs, prepared, strict=True):
-            active = [s for s in todo if s.error is None and s.steps
-                      and len(s.paragraphs) < len(s.steps)]
-            bar = bars.enter_context(tqdm(
-                total=sum(len(s.steps) for s in todo if s.steps),
-                initial=sum(len(s.paragraphs) for s in todo), desc=f"AgentWrite {w.config.mode}",
-                unit="para", disable=not progress))
-            requests, on_done = w._write(active, bar)
-            owner.update({id(s): on_done for s in active})
-            first += requests
-        _stream(model, first, owner)
-    out = []
-    for (w, _), (states, todo) in zip(jobs, prepared, strict=True):
-        out.append(w._records(states, todo))
-    return out
-
-
-def _stream(model, first: list, owner: dict) -> None:
-    """One ``model.stream`` over several writers' requests, each reply handed to the callback
-    of the writer whose item it is (``owner``: id of an item's state -> callback)."""
-    if first:
-        model.stream(first, lambda request, out: owner[id(request.key[0])](request, out),
-                     errors="return")
 
 
 def _header(old: dict, new: dict) -> dict:

@@ -93,9 +93,8 @@ class Engine:
     def run(self, jobs: Iterable[Job], on_done: Callable[[Job, Generation], Iterable[Job] | None],
             errors: str = "raise", bar=None) -> None:
         """Generate every job, calling ``on_done(job, generation)`` as each ends; the jobs it
-        returns join the queue ahead of the jobs not yet started (``ahead``). With
-        errors="return", a failed forward pass ends the rows it carried with finish_reason
-        "error" and the queue goes on."""
+        returns join the queue. With errors="return", a failed forward pass ends the rows it
+        carried with finish_reason "error" and the queue goes on."""
         with torch.inference_mode():
             self._run(deque(jobs), on_done, errors, bar)
 
@@ -114,23 +113,19 @@ class Engine:
                 if errors == "raise":
                     raise
                 failed, rows, state = rows, [], None
-                follow = []
                 for row in failed:
                     gen = Generation("", len(row.job.ids), len(row.new), "error",
                                      clock() - row.start, error=repr(exc))
-                    follow += on_done(row.job, gen) or ()
+                    queue.extend(on_done(row.job, gen) or ())
                     if bar is not None:
                         bar.update(1)
-                ahead(queue, follow)
                 continue
             keep = [i for i in range(len(rows)) if i not in ended]
-            follow = []
             for i, gen in ended.items():
                 self._store(rows[i], i, state)
-                follow += on_done(rows[i].job, gen) or ()
+                queue.extend(on_done(rows[i].job, gen) or ())
                 if bar is not None:
                     bar.update(1)
-            ahead(queue, follow)
             rows = [rows[i] for i in keep]
             state = self._step(rows, tokens, keep, state) if rows else None
 
@@ -363,14 +358,6 @@ def sample(logits, seen, rows, eos_ids, index=None):
     else:
         seen[index, tokens] = True
     return tokens
-
-
-def ahead(queue: deque, follow) -> None:
-    """Put the jobs ``on_done`` returned (in order) ahead of the jobs not yet started: a chain
-    of dependent requests (an AgentWrite item's next paragraph) is then never starved behind
-    independent ones (another method's paragraphs, items not begun), and started work ends
-    sooner. Both engines queue this way."""
-    queue.extendleft(reversed(list(follow)))
 
 
 def _signed(x: int) -> int:

@@ -34,7 +34,7 @@ from transformers.cache_utils import DynamicLayer
 
 from lw.errors import LwError
 from lw.llm.base import Generation, clock
-from lw.llm.engine import Engine, Job, _Row, ahead, row_seed, sample
+from lw.llm.engine import Engine, Job, _Row, row_seed, sample
 
 MIN_COLUMNS = 256
 PREFILL_TOKENS = 32768  # padded tokens per prefill forward (bounds its activations)
@@ -115,24 +115,20 @@ class SlotEngine(Engine):
             except Exception as exc:
                 if errors == "raise":
                     raise
-                follow = []
                 for row in rows.values():
                     gen = Generation("", len(row.job.ids), len(row.new), "error",
                                      clock() - row.start, error=repr(exc))
-                    follow += on_done(row.job, gen) or ()
+                    queue.extend(on_done(row.job, gen) or ())
                     if bar is not None:
                         bar.update(1)
-                ahead(queue, follow)
                 rows = {}
                 continue
-            follow = []
             for k, gen in ended.items():
                 self._keep(live[k], slots[k])
                 del rows[slots[k]]
-                follow += on_done(live[k].job, gen) or ()
+                queue.extend(on_done(live[k].job, gen) or ())
                 if bar is not None:
                     bar.update(1)
-            ahead(queue, follow)
             if rows:
                 kept = [k for k in range(len(slots)) if k not in ended]
                 self.ids.view(-1).index_copy_(0, index[kept], tokens[kept])
