@@ -50,8 +50,8 @@ class Size:
     # Fine-tuning with bf16 autocast on such a CPU (train_options): 1.96x fp32's training speed
     # with no update lost (bench_cpu_train.py). On at small since 2026-12-03: notebook 05's SFT
     # at two training seeds in bf16 kept claim 5's verdict (usable words 2.23x [1.54, 3.06] and
-    # 2.15x [1.53, 2.98], 16 prompts), below fp32's one seed (2.83x [2.12, 3.79]); S_l's
-    # interval included 0 at both (+17.5, +11.0; fp32 +30.2). docs/RESULTS.md has the figures.
+    # 2.15x [1.53, 2.98], 16 prompts), within fp32's two seeds (2.83x and 2.13x): precision
+    # moves it less than reseeding. docs/RESULTS.md has the figures.
     cpu_bf16_train: bool = False
 
     def options(self, spec: str | None = None) -> dict:
