@@ -30,6 +30,7 @@ it runs that code, so only for checkpoints you trust.
 import os
 
 from lw.errors import LwError
+from lw.llm.attention import use_for_decoding
 from lw.llm.base import (
     Capabilities,
     ChatModel,
@@ -116,6 +117,9 @@ class HFChatModel(ChatModel):
             tokenizer.pad_token = tokenizer.eos_token
         self.device = str(next(model.parameters()).device)
         self.quantize = _quantized(self.model, quantize, self.device, spec)
+        # On a CPU, decoding steps pack grouped query heads instead of SDPA's slow enable_gqa
+        # call: 3.4-4.2x faster steps at 1,000-3,000 cached tokens (lw.llm.attention).
+        use_for_decoding(self.model)
         self.engine = engine if engine == "hf" or supported(model) else "hf"
         self.prefixes = PrefixStore(prefix_cache_bytes)
         on_cuda = self.device.startswith("cuda")
