@@ -19,22 +19,12 @@ CPU has AVX-512 BF16 or AMX.
 import argparse
 import platform
 import time
-from pathlib import Path
 
 import torch
 
 import lw
 from lw.llm.attention import register
 from lw.llm.engine import _cache
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((x for x in text.splitlines() if x.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
 
 
 def step_ms(model, impl: str, rows: int, context: int, steps: int, padded: bool):
@@ -87,15 +77,14 @@ def main(argv=None) -> int:
     ap.add_argument("--engine-tokens", type=int, default=256, help="0 skips part 2")
     ap.add_argument("--dtypes", default="float32,bfloat16")
     args = ap.parse_args(argv)
-    flags = cpu_flags()
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
-    if not {"avx512_bf16", "amx_bf16"} & flags and torch.bfloat16 in dtypes:
+    why = lw.llm.cpu_bf16()
+    if why and torch.bfloat16 in dtypes:
         dtypes.remove(torch.bfloat16)
-    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     print(f"{args.model}, {args.rows} rows, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}, {platform.processor() or platform.machine()}; CPU has "
-          f"{', '.join(isa) or 'none of AVX2/AVX-512/AMX'}"
-          + ("" if torch.bfloat16 in dtypes else "; bf16 skipped (would be emulated)"))
+          f"{torch.__version__}, {platform.processor() or platform.machine()}, torch's CPU "
+          f"capability {torch.backends.cpu.get_cpu_capability()}"
+          + (f"; bf16 skipped ({why})" if why else ""))
     name = register()
     contexts = [int(c) for c in args.contexts.split(",")]
     print(f"\n{'dtype':<9} {'context':>7} {'padded':>6} {'sdpa ms':>8} {'lw_sdpa ms':>10} "
