@@ -91,6 +91,14 @@ def test_only_sdpa_models_on_a_cpu_are_switched():
     assert model.config._attn_implementation == "eager"
 
 
+def test_models_that_do_not_dispatch_through_the_interface_keep_sdpa(monkeypatch):
+    """Remote code that picks its attention class by the name "sdpa" would fall to eager."""
+    model = _model(torch.float32)
+    monkeypatch.setattr(type(model), "_supports_attention_backend", False)
+    assert not attention.use_for_decoding(model)
+    assert model.config._attn_implementation == "sdpa"
+
+
 def test_the_kits_local_models_decode_with_it(tiny):
     if tiny.device.startswith("cpu"):
         assert tiny.model.config._attn_implementation == attention.NAME

@@ -57,11 +57,19 @@ def register() -> str:
 
 def use_for_decoding(model) -> bool:
     """Switch a transformers model on a CPU from ``sdpa`` to ``lw_sdpa``; True if switched.
-    Models with another attention (eager, flash, a custom one) or on a GPU are left alone."""
+    Models with another attention (eager, flash, a custom one), on a GPU, or whose class does
+    not dispatch through transformers' attention functions (``_supports_attention_backend``
+    False: remote code that may test for the name "sdpa" and fall back to eager) are left
+    alone."""
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) != "sdpa":
         return False
+    if not getattr(type(model), "_supports_attention_backend", False):
+        return False
     if next(model.parameters()).device.type != "cpu":
         return False
-    model.set_attn_implementation(register())
+    try:
+        model.set_attn_implementation(register())
+    except (ValueError, ImportError):  # a model transformers refuses it for: keep sdpa
+        return False
     return True
