@@ -1,35 +1,39 @@
 """Decoding steps on a CPU with transformers' SDPA attention and with the kit's ``lw_sdpa``
-(grouped query heads packed, ``lw.llm.attention``), side by side in one run.
+(``lw.llm.attention``), side by side in one run: three kernels, ``sdpa`` (transformers'),
+``packed`` (grouped query heads packed into one SDPA call: ``lw_sdpa`` until 2026-12-03's
+fourth session) and ``lw_sdpa`` (packed, and from ``MATMUL_FROM`` rows x positions in bf16 two
+matrix products instead of SDPA).
 
     python benchmarks/bench_decode_attention.py [--model smollm2-135m] [--rows 16]
-        [--contexts 250,1000,2000,3500] [--steps 8] [--engine-tokens 256]
+        [--contexts 500,1500,3000] [--steps 6] [--engine-tokens 256] [--dtypes float32,bfloat16]
 
-Part 1, one decoding step: ``--rows`` rows whose caches hold each context length (prefilled
-from the same random tokens for both attentions), timed over ``--steps`` steps, unpadded (the
-case transformers sends to ``enable_gqa``) and with one row left-padded (the case it already
-packs). Printed: ms per step, the ratio, and the largest logit difference between the two.
-Part 2, the kit's engine: ``--rows`` prompts, first all of one length (about 1,500 tokens:
-no padding, rare in the notebooks) and then of lengths spread from ~400 to ~1,500 tokens (the
-notebooks' case: rows of different lengths left-padded in one batch), each reply forced to
-``--engine-tokens`` tokens: tokens/s with each attention and the share of greedy replies that
-come out identical. Each dtype the CPU runs natively (``--dtypes``): fp32, and bf16 where the
-CPU has AVX-512 BF16 or AMX.
+Part 1, one decoding step: ``--rows`` rows whose caches hold each context length (one prefill
+from random tokens, copied for each kernel), timed over ``--steps`` steps, unpadded (the case
+transformers sends to ``enable_gqa``) and with one row left-padded (the engine's usual case).
+Printed: ms per step for each kernel, ``lw_sdpa``'s ratios to the other two, and the largest
+logit difference from ``sdpa``. Part 2, the kit's engine: ``--rows`` prompts, first all of one
+length (about 1,500 tokens: no padding, rare in the notebooks) and then of lengths spread from
+~400 to ~1,500 tokens (the notebooks' case), each reply forced to ``--engine-tokens`` tokens:
+tokens/s with each kernel and the share of greedy replies identical to ``sdpa``'s. Each dtype
+the CPU runs natively (``--dtypes``): fp32, and bf16 where the CPU has AVX-512 BF16 or AMX.
 """
 
 import argparse
+import copy
 import platform
 import time
 
 import torch
 
 import lw
-from lw.llm.attention import register
+from lw.llm.attention import MATMUL_FROM, register
 from lw.llm.engine import _cache
 
 
-def step_ms(model, impl: str, rows: int, context: int, steps: int, padded: bool):
-    """ms per decoding step at ``context`` cached tokens, and the last step's logits."""
-    model.set_attn_implementation(impl)
+def prefilled(model, rows: int, context: int, padded: bool):
+    """A batch state after prefilling ``rows`` x ``context`` random tokens (one row's first
+    quarter left-padded if ``padded``): (cache, mask, next token)."""
+    model.set_attn_implementation("sdpa")
     torch.manual_seed(context)
     ids = torch.randint(100, 20000, (rows, context))
     mask = torch.ones_like(ids)
@@ -39,7 +43,15 @@ def step_ms(model, impl: str, rows: int, context: int, steps: int, padded: bool)
     with torch.inference_mode():
         model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
               use_cache=True, logits_to_keep=1, cache=cache)
-        token = torch.randint(100, 20000, (rows, 1))
+    return cache, mask, torch.randint(100, 20000, (rows, 1))
+
+
+def step_ms(model, impl: str, state, steps: int):
+    """ms per decoding step from a copy of ``state`` under attention ``impl``, and the last
+    step's logits."""
+    cache, mask, token = copy.deepcopy(state)
+    model.set_attn_implementation(impl)
+    with torch.inference_mode():
         start = time.perf_counter()
         for _ in range(steps):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
@@ -72,8 +84,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--rows", type=int, default=16)
-    ap.add_argument("--contexts", default="250,1000,2000,3500")
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--contexts", default="500,1500,3000")
+    ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--engine-tokens", type=int, default=256, help="0 skips part 2")
     ap.add_argument("--dtypes", default="float32,bfloat16")
     args = ap.parse_args(argv)
@@ -85,28 +97,42 @@ def main(argv=None) -> int:
           f"{torch.__version__}, {platform.processor() or platform.machine()}, torch's CPU "
           f"capability {torch.backends.cpu.get_cpu_capability()}"
           + (f"; bf16 skipped ({why})" if why else ""))
-    name = register()
+    kernels = {"sdpa": "sdpa", "packed": register("lw_sdpa_packed", matmul_from=float("inf")),
+               "lw_sdpa": register()}
     contexts = [int(c) for c in args.contexts.split(",")]
-    print(f"\n{'dtype':<9} {'context':>7} {'padded':>6} {'sdpa ms':>8} {'lw_sdpa ms':>10} "
-          f"{'ratio':>6} {'max logit diff':>14}")
+    print(f"lw_sdpa uses the products from {MATMUL_FROM} rows x positions in bf16\n")
+    print(f"{'dtype':<9} {'context':>7} {'padded':>6} {'sdpa ms':>8} {'packed ms':>9} "
+          f"{'lw_sdpa ms':>10} {'vs sdpa':>7} {'vs packed':>9} {'max logit diff':>14}")
     for dtype in dtypes:
         chat = lw.llm.load(args.model, batch_size=args.rows, dtype=dtype)
         for context in contexts:
             for padded in (False, True):
-                step_ms(chat.model, "sdpa", args.rows, 32, 2, padded)  # warm-up
-                old, a = step_ms(chat.model, "sdpa", args.rows, context, args.steps, padded)
-                new, b = step_ms(chat.model, name, args.rows, context, args.steps, padded)
-                print(f"{str(dtype)[6:]:<9} {context:>7} {padded!s:>6} {old:>8.1f} {new:>10.1f} "
-                      f"{old / new:>5.2f}x {(a - b).abs().max():>14.3g}", flush=True)
+                state = prefilled(chat.model, args.rows, context, padded)
+                step_ms(chat.model, "sdpa", state, 1)  # warm-up
+                ms, logits = {}, {}
+                for kernel, impl in kernels.items():
+                    ms[kernel], logits[kernel] = step_ms(chat.model, impl, state, args.steps)
+                diff = (logits["lw_sdpa"] - logits["sdpa"]).abs().max()
+                print(f"{str(dtype)[6:]:<9} {context:>7} {padded!s:>6} {ms['sdpa']:>8.1f} "
+                      f"{ms['packed']:>9.1f} {ms['lw_sdpa']:>10.1f} "
+                      f"{ms['sdpa'] / ms['lw_sdpa']:>6.2f}x {ms['packed'] / ms['lw_sdpa']:>8.2f}x "
+                      f"{diff:>14.3g}", flush=True)
         for spread in (False, True) if args.engine_tokens else ():
-            old, texts_old = engine_run(chat, "sdpa", args.rows, args.engine_tokens, spread)
-            new, texts_new = engine_run(chat, name, args.rows, args.engine_tokens, spread)
-            same = sum(x == y for x, y in zip(texts_old, texts_new, strict=True))
+            speed, texts = {}, {}
+            for kernel, impl in kernels.items():
+                speed[kernel], texts[kernel] = engine_run(chat, impl, args.rows,
+                                                          args.engine_tokens, spread)
+            same = {k: sum(x == y for x, y in zip(texts["sdpa"], t, strict=True))
+                    for k, t in texts.items()}
             shape = "~400 to ~1,500 tokens" if spread else "~1,500 tokens each"
             print(f"{str(dtype)[6:]:<9} engine, {args.rows} prompts of {shape} + "
-                  f"{args.engine_tokens} forced: sdpa {old:.1f} tokens/s, lw_sdpa {new:.1f} "
-                  f"= {new / old:.2f}x; greedy replies identical {same}/{args.rows}", flush=True)
-        chat.model.set_attn_implementation(name)
+                  f"{args.engine_tokens} forced, tokens/s: sdpa {speed['sdpa']:.1f}, packed "
+                  f"{speed['packed']:.1f}, lw_sdpa {speed['lw_sdpa']:.1f} = "
+                  f"{speed['lw_sdpa'] / speed['sdpa']:.2f}x sdpa, "
+                  f"{speed['lw_sdpa'] / speed['packed']:.2f}x packed; greedy replies identical to "
+                  f"sdpa's: packed {same['packed']}/{args.rows}, lw_sdpa {same['lw_sdpa']}/"
+                  f"{args.rows}", flush=True)
+        chat.model.set_attn_implementation(kernels["lw_sdpa"])
     return 0
 
 

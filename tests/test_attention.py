@@ -1,5 +1,6 @@
-"""lw.llm.attention: decoding steps with grouped query heads packed (``lw_sdpa``) give the
-logits transformers' own SDPA gives, with and without padding, and nothing else changes."""
+"""lw.llm.attention: decoding steps with grouped query heads packed (``lw_sdpa``), through SDPA
+or (large bf16 steps) two matrix products, give the logits transformers' own SDPA gives, with
+and without padding, and nothing else changes."""
 
 import pytest
 import torch
@@ -66,6 +67,53 @@ def test_decoding_logits_match_sdpa(dtype, padded, tolerance, monkeypatch):
     decode_calls = calls[model.config.num_hidden_layers:]
     assert decode_calls and all(c == (groups, False) for c in decode_calls)
     assert all(q == ids.shape[1] for q, _ in calls[:model.config.num_hidden_layers])
+
+
+@pytest.mark.parametrize("mask_kind", ["bool", "additive", "none"])
+def test_matmul_step_equals_sdpa_on_cache_views(mask_kind):
+    """The products' step against SDPA on the engine's layout: keys and values are slices of
+    a larger buffer (``_GrowingLayer``), rows left-padded. In fp32 the two agree to rounding."""
+    torch.manual_seed(3)
+    batch, kv_heads, groups, dim, length = 4, 3, 3, 16, 50
+    room = torch.randn(2, batch, kv_heads, length + 30, dim)
+    key, value = room[0, :, :, :length], room[1, :, :, :length]
+    assert not key.is_contiguous()
+    query = torch.randn(batch, kv_heads, groups, dim)
+    keep = torch.ones(batch, 1, 1, length, dtype=torch.bool)
+    keep[0, ..., :20], keep[3, ..., :7] = False, False
+    mask = {"bool": keep, "none": None,
+            "additive": torch.zeros(keep.shape).masked_fill(~keep, float("-inf"))}[mask_kind]
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=mask, scale=0.3)
+    got = attention._matmul_step(query, key, value, mask, 0.3)
+    assert torch.allclose(expected, got, rtol=1e-5, atol=1e-6), (expected - got).abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_large_reduced_precision_steps_use_the_products(dtype, tolerance, monkeypatch):
+    """From ``matmul_from`` rows x positions on, a bf16 decoding step goes to the products
+    (no SDPA call) with sdpa's logits within bf16's tolerance; fp32 steps stay on SDPA."""
+    model = _model(dtype)
+    torch.manual_seed(2)
+    ids = torch.randint(5, 1000, (3, 30))
+    mask = torch.ones_like(ids)
+    mask[1, :9] = 0
+    expected = _decode(model, "sdpa", ids, mask)
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        calls.append(q.shape[2])
+        return sdpa(q, k, v, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    # 3 rows x 31 positions at the first step: over a threshold of 64, under the default
+    got = _decode(model, attention.register("lw_sdpa_test", matmul_from=64), ids, mask)
+    for e, g in zip(expected, got, strict=True):
+        assert torch.allclose(e, g, **tolerance(dtype)), (e - g).abs().max()
+    layers = model.config.num_hidden_layers
+    assert calls[:layers] == [ids.shape[1]] * layers  # the prefill: transformers' SDPA
+    assert len(calls) == (layers if dtype == torch.bfloat16 else 5 * layers)
 
 
 def test_training_forward_is_sdpa_unchanged():

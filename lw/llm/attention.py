@@ -7,23 +7,37 @@ when it passes a padding mask, but when the mask is all ones it drops the mask a
 cached tokens, SmolLM2-135M in bf16, one layer's attention took 17 ms with ``enable_gqa`` and
 3.7 ms packed, and attention was 92% of the decoding step (495 ms a token for 16 rows). This
 function always packs at a decoding step, mask or not; everything else (prefill, training) goes
-to transformers' own SDPA function unchanged. The arithmetic is the same kernel's either way:
-only the layout of the query heads differs (tests/test_attention.py).
+to transformers' own SDPA function unchanged. Through SDPA the arithmetic is the same kernel's
+either way: only the layout of the query heads differs (tests/test_attention.py).
 
     use_for_decoding(model)   # on a CPU: model.config._attn_implementation == "lw_sdpa"
+
+In bf16 (or fp16), once a step's rows x cached positions reach ``MATMUL_FROM``, the packed
+step goes to two batched matrix products instead of SDPA (``_matmul_step``): torch 2.13's CPU
+SDPA kernel blocks poorly for one query position and reads the engine's cache views (each row's
+keys are a slice of a larger buffer) slower than a plain matrix product does; in one layer, 16
+rows, 1,500 cached positions, bf16, it took 3.4 ms where the products took 2.1. The scores are
+rounded to bf16 before the softmax (in fp32), as transformers' eager attention does; on real
+text at 2,900 cached tokens both kernels are as far from fp32's logits (mean KL 0.0014 and
+0.0015, docs/BENCHMARKS.md). Smaller steps and fp32 keep SDPA (its call costs less there).
 
 Not applied on a GPU, where SDPA's fused kernels take ``enable_gqa`` in their stride (and the
 static-cache engine's captured graphs were measured with ``sdpa``).
 """
 
 NAME = "lw_sdpa"
+# Rows x cached positions from which a reduced-precision decoding step uses matrix products
+# rather than SDPA: measured crossover on 2 AMD EPYC cores (bf16, one layer) between 1 x 3,000
+# (products 0.27 ms, SDPA 0.33) and 4 x 500 (0.36 vs 0.24); bench_decode_attention.py.
+MATMUL_FROM = 4096
 
 
 def decode_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
-                     scaling: float | None = None, is_causal: bool | None = None, **kwargs):
+                     scaling: float | None = None, is_causal: bool | None = None,
+                     matmul_from: float = MATMUL_FROM, **kwargs):
     """transformers' attention-function signature: ``query`` ``[batch, heads, q_len, dim]``,
     ``key``/``value`` ``[batch, kv_heads, kv_len, dim]``; returns ``([batch, q_len, heads,
-    dim], None)``."""
+    dim], None)``. ``matmul_from``: see ``MATMUL_FROM`` (``float("inf")``: packed SDPA only)."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -39,20 +53,46 @@ def decode_attention(module, query, key, value, attention_mask, dropout: float =
     # one group are adjacent: [batch, kv_heads, groups, dim] puts them on the query axis. A
     # mask [batch, 1, 1, kv_len] (or [batch, 1, q_len=1, kv_len]) broadcasts over both.
     packed = query.reshape(batch, heads // groups, groups, dim)
-    out = torch.nn.functional.scaled_dot_product_attention(
-        packed, key, value, attn_mask=attention_mask, dropout_p=0.0, scale=scaling,
-        is_causal=False)
+    if query.dtype in (torch.bfloat16, torch.float16) and batch * key.shape[-2] >= matmul_from:
+        out = _matmul_step(packed, key, value, attention_mask,
+                           dim ** -0.5 if scaling is None else scaling)
+    else:
+        out = torch.nn.functional.scaled_dot_product_attention(
+            packed, key, value, attn_mask=attention_mask, dropout_p=0.0, scale=scaling,
+            is_causal=False)
     return out.reshape(batch, heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
 
 
-def register() -> str:
-    """Register ``lw_sdpa`` with transformers (idempotent; SDPA's own mask) and return it."""
+def _matmul_step(packed, key, value, mask, scale: float):
+    """One decoding step's attention as two batched products: ``packed`` ``[batch, kv_heads,
+    groups, dim]``, ``key``/``value`` ``[batch, kv_heads, kv_len, dim]``, ``mask`` boolean
+    (True: attend) or additive, broadcasting to ``[batch, 1, 1, kv_len]``, or None."""
+    import torch
+
+    # keys @ queries^T, not queries @ keys^T: the keys, the large operand, stay the left one
+    # with unit stride along ``dim``, which torch multiplies in place; transposed on the right
+    # they were copied first (6.8 ms against 2.2 at 16 rows x 3,000 positions).
+    scores = torch.matmul(key, (packed * scale).transpose(-1, -2)).transpose(-1, -2)
+    if mask is not None:
+        scores = (scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool
+                  else scores + mask)
+    return torch.matmul(scores.softmax(-1, dtype=torch.float32).to(value.dtype), value)
+
+
+def register(name: str = NAME, matmul_from: float = MATMUL_FROM) -> str:
+    """Register ``lw_sdpa`` with transformers (idempotent; SDPA's own mask) and return its
+    name. Another ``name`` and ``matmul_from`` register a variant (the benchmark's packed-SDPA
+    only variant: ``matmul_from=float("inf")``)."""
+    import functools
+
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    AttentionInterface.register(NAME, decode_attention)
-    AttentionMaskInterface.register(NAME, sdpa_mask)
-    return NAME
+    fn = (decode_attention if matmul_from == MATMUL_FROM
+          else functools.partial(decode_attention, matmul_from=matmul_from))
+    AttentionInterface.register(name, fn)
+    AttentionMaskInterface.register(name, sdpa_mask)
+    return name
 
 
 def use_for_decoding(model) -> bool:
