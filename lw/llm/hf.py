@@ -30,6 +30,7 @@ it runs that code, so only for checkpoints you trust.
 import os
 
 from lw.errors import LwError
+from lw.llm import prepacked
 from lw.llm.attention import use_for_decoding
 from lw.llm.base import (
     Capabilities,
@@ -100,12 +101,16 @@ class HFChatModel(ChatModel):
         prompt_format: "chat" (the tokenizer's chat template) or "inst" (pred.py's raw
             ``[INST]prompt[/INST]``, one user message only; see the module docstring).
         quantize: None, or "int8" on CPU (see the module docstring); refused on a GPU.
+        prepack: linear layers multiply by weights laid out once for oneDNN
+            (``lw.llm.prepacked``): None (default) on a CPU where memory allows, with the reason
+            in ``info()`` where it does not; True insists (an error where it cannot); False off.
     """
 
     def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
                  config: GenerationConfig | None = None, engine: str = "continuous",
                  prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
-                 prompt_format: str = "chat", quantize: str | None = None):
+                 prompt_format: str = "chat", quantize: str | None = None,
+                 prepack: bool | None = None):
         super().__init__(spec, config)
         self.prompt_format = check_prompt_format(prompt_format)
         if engine not in ("continuous", "hf"):
@@ -120,6 +125,7 @@ class HFChatModel(ChatModel):
         # On a CPU, decoding steps pack grouped query heads instead of SDPA's slow enable_gqa
         # call: 2.1-5.6x faster unpadded steps at 250-3,000 cached tokens (lw.llm.attention).
         use_for_decoding(self.model)
+        self.prepacked = self._prepack(prepack)
         self.engine = engine if engine == "hf" or supported(model) else "hf"
         self.prefixes = PrefixStore(prefix_cache_bytes)
         on_cuda = self.device.startswith("cuda")
@@ -130,6 +136,25 @@ class HFChatModel(ChatModel):
         self.cuda_graphs = on_cuda and self.engine == "continuous" if cuda_graphs is None \
             else cuda_graphs
         self._slots = None  # the static-cache engine, kept: its buffers and graphs are reused
+
+    def _prepack(self, prepack: bool | None) -> str:
+        """Pack the linear layers' weights (``lw.llm.prepacked``) as ``prepack`` says; what
+        ``info()`` reports: "yes", or "no: <why>"."""
+        if prepack not in (None, True, False):
+            raise LwError(f"prepack must be None, True or False, got {prepack!r}.")
+        if prepack is False:
+            return "no: prepack=False"
+        why = ("the layers are int8 (quantize='int8')" if self.quantize
+               else prepacked.prepack(self.model))
+        if why and prepack:
+            raise LwError(f"{self.spec}: prepack=True cannot apply: {why}. Leave prepack unset "
+                          "(the kit packs where it can) or pass prepack=False.")
+        if why and self.device.startswith("cpu") and not self.quantize:
+            import warnings
+
+            warnings.warn(f"{self.spec}: linear layers not prepacked ({why}); decoding on this "
+                          "CPU runs at plain nn.Linear speed.", stacklevel=3)
+        return f"no: {why}" if why else "yes"
 
     @property
     def capabilities(self) -> Capabilities:
@@ -161,7 +186,7 @@ class HFChatModel(ChatModel):
                         prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
                         prompt_format: str = "chat", trust_remote_code: bool = False,
                         rope_scaling: dict | None = None, quantize: str | None = None,
-                        **kwargs) -> "HFChatModel":
+                        prepack: bool | None = None, **kwargs) -> "HFChatModel":
         """Load a folder or hub id. Offline, a model missing from the local cache is a clear error.
 
         ``trust_remote_code`` goes to both the tokenizer's and the model's ``from_pretrained``;
@@ -197,7 +222,7 @@ class HFChatModel(ChatModel):
             raise LwError(f"cannot load model '{path}': {hint}. ({exc})") from exc
         return cls(model.to(device), tokenizer, spec or f"hf:{path}", batch_size=batch_size,
                    engine=engine, prefix_cache_bytes=prefix_cache_bytes, cuda_graphs=cuda_graphs,
-                   prompt_format=prompt_format, quantize=quantize)
+                   prompt_format=prompt_format, quantize=quantize, prepack=prepack)
 
     def render(self, conv, prefix: str | None = None) -> str:
         """The prompt text the model sees: chat template, generation prompt, then the prefix
@@ -380,7 +405,8 @@ class HFChatModel(ChatModel):
                 **({"quantize": self.quantize} if self.quantize else {}),
                 "batch_size": self.batch_size, "engine": self.engine,
                 "prompt_format": self.prompt_format,
-                "prefix_cache_bytes": self.prefixes.max_bytes, "cuda_graphs": self.cuda_graphs}
+                "prefix_cache_bytes": self.prefixes.max_bytes, "cuda_graphs": self.cuda_graphs,
+                "prepacked": self.prepacked}
 
 
 def model_context(config) -> int | None:
