@@ -6,6 +6,7 @@ matrix products instead of SDPA).
 
     python benchmarks/bench_decode_attention.py [--model smollm2-135m] [--rows 16]
         [--contexts 500,1500,3000] [--steps 6] [--engine-tokens 256] [--dtypes float32,bfloat16]
+        [--no-prepack]
 
 Part 1, one decoding step: ``--rows`` rows whose caches hold each context length (one prefill
 from random tokens, copied for each kernel), timed over ``--steps`` steps, unpadded (the case
@@ -88,6 +89,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--engine-tokens", type=int, default=256, help="0 skips part 2")
     ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--no-prepack", action="store_true",
+                    help="plain nn.Linear layers (the kit before lw.llm.prepacked)")
     args = ap.parse_args(argv)
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
     why = lw.llm.cpu_bf16()
@@ -100,11 +103,13 @@ def main(argv=None) -> int:
     kernels = {"sdpa": "sdpa", "packed": register("lw_sdpa_packed", matmul_from=float("inf")),
                "lw_sdpa": register()}
     contexts = [int(c) for c in args.contexts.split(",")]
-    print(f"lw_sdpa uses the products from {MATMUL_FROM} rows x positions in bf16\n")
+    print(f"lw_sdpa uses the products from {MATMUL_FROM} rows x positions in bf16; linear "
+          f"layers {'plain' if args.no_prepack else 'prepacked where they can be'}\n")
     print(f"{'dtype':<9} {'context':>7} {'padded':>6} {'sdpa ms':>8} {'packed ms':>9} "
           f"{'lw_sdpa ms':>10} {'vs sdpa':>7} {'vs packed':>9} {'max logit diff':>14}")
     for dtype in dtypes:
-        chat = lw.llm.load(args.model, batch_size=args.rows, dtype=dtype)
+        chat = lw.llm.load(args.model, batch_size=args.rows, dtype=dtype,
+                           prepack=False if args.no_prepack else None)
         for context in contexts:
             for padded in (False, True):
                 state = prefilled(chat.model, args.rows, context, padded)
