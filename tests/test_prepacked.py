@@ -90,6 +90,10 @@ def test_a_deepcopy_carries_no_packed_copy_and_packs_its_own():
 
 def test_prepack_declines_with_a_reason(monkeypatch):
     assert "no nn.Linear" in prepacked.prepack(torch.nn.Sequential(torch.nn.SiLU()))
+    spread = _mlp(torch.float32)
+    spread[2].to("meta")  # a layer elsewhere (offloaded, another device): none is packed
+    assert "cpu and meta" in prepacked.prepack(spread)
+    assert prepacked.packed_layers(spread) == 0
     monkeypatch.setattr(prepacked, "_available_bytes", lambda: 1000)
     model = _mlp(torch.float32)
     why = prepacked.prepack(model)

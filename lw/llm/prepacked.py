@@ -78,9 +78,9 @@ def unavailable(model) -> str | None:
     layers = _plain_linears(model)
     if not layers:
         return "no nn.Linear layer with fp32 or bf16 weights"
-    device = layers[0].weight.device
-    if device.type != "cpu":
-        return f"the model is on {device}: packing is for CPUs"
+    devices = sorted({m.weight.device.type for m in layers})
+    if devices != ["cpu"]:  # a GPU, or layers spread over devices (device_map="auto")
+        return f"the model is on {' and '.join(devices)}: packing is for CPUs"
     if not torch.backends.mkldnn.is_available():
         return "this torch build has no oneDNN (torch.backends.mkldnn)"
     if (any(m.weight.dtype == torch.bfloat16 for m in layers)
