@@ -75,6 +75,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_decode_attention.py
 	$(BIN)/python benchmarks/bench_cpu_claims.py
 	$(BIN)/python benchmarks/bench_cpu_train.py
+	$(BIN)/python benchmarks/bench_segments.py --train-steps 2
 	$(BIN)/python benchmarks/bench_agentwrite.py
 	$(BIN)/python benchmarks/bench_packing.py
 	$(BIN)/python benchmarks/bench_pipeline.py

@@ -192,3 +192,35 @@ def test_varlen_path_cuts_rows_at_the_restarts(monkeypatch, tiny, kernel):
                 v[row:row + 1, :, s:e].repeat_interleave(2, 1), is_causal=True, scale=0.3)
             got = out[row, s:e].transpose(0, 1).float()
             assert (got - want[0]).abs().max() < 3e-2
+
+
+def test_segment_attention_gradients_equal_a_block_diagonal_mask():
+    # Training runs backward through the split into conversations: outputs and the gradients
+    # of queries, keys and values (grouped, 2 query heads per key head) must equal one SDPA
+    # call over the whole row with a block-diagonal causal mask.
+    import torch.nn.functional as F
+
+    from lw.sft import segments
+
+    g = torch.Generator().manual_seed(0)
+    lengths = [[5, 1, 7, 3], [16]]  # a row of four conversations (one of a token), a row of one
+    L = 16
+    q = torch.randn(2, 4, L, 8, generator=g, requires_grad=True)
+    k = torch.randn(2, 2, L, 8, generator=g, requires_grad=True)
+    v = torch.randn(2, 2, L, 8, generator=g, requires_grad=True)
+    position_ids = torch.tensor([[i for n in row for i in range(n)] for row in lengths])
+    module = torch.nn.Module()
+    out, _ = segments.segment_attention(module, q, k, v, None, scaling=0.3,
+                                        position_ids=position_ids)
+    weights = torch.randn(out.shape, generator=g)
+    grads = torch.autograd.grad((out * weights).sum(), (q, k, v))
+
+    doc = torch.tensor([[d for d, n in enumerate(row) for _ in range(n)] for row in lengths])
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    mask = (doc[:, :, None] == doc[:, None, :]) & causal  # [B, L, L]
+    ref = F.scaled_dot_product_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1),
+                                         attn_mask=mask[:, None], scale=0.3).transpose(1, 2)
+    ref_grads = torch.autograd.grad((ref * weights).sum(), (q, k, v))
+    assert (out - ref).abs().max() < 1e-5
+    for name, got, want in zip("qkv", grads, ref_grads, strict=True):
+        assert (got - want).abs().max() < 1e-5, name

@@ -43,12 +43,16 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
         key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
     rows = []
     for b, starts in enumerate(per_forward("segments", position_ids, _row_starts)):
-        bounds = zip(starts, starts[1:] + [query.shape[2]], strict=True)
+        sizes = [e - s for s, e in zip(starts, starts[1:] + [query.shape[2]], strict=True)]
+        # One split per tensor, not a slice per conversation: a slice's backward fills a
+        # zero gradient of the whole row and adds it up per conversation (1,500 fills of
+        # [1, 9, 4096, 64] in a 4,096-token step of SmolLM2-135M); a split's backward
+        # concatenates the pieces' gradients once (benchmarks/bench_segments.py).
+        pieces = zip(*(t[b:b + 1].split(sizes, dim=2) for t in (query, key, value)), strict=True)
         rows.append(torch.cat([
-            F.scaled_dot_product_attention(query[b:b + 1, :, s:e], key[b:b + 1, :, s:e],
-                                           value[b:b + 1, :, s:e], is_causal=True, scale=scaling,
+            F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling,
                                            dropout_p=dropout if module.training else 0.0)
-            for s, e in bounds], dim=2))
+            for q, k, v in pieces], dim=2))
     return torch.cat(rows).transpose(1, 2).contiguous(), None
 
 
