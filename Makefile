@@ -3,7 +3,8 @@
 #   make test                 venv + install + ruff + unit tests + notebooks under nbval at mock size
 #   make test-server          the tests against a real llama-cpp-python server, every notebook
 #                             through it included (builds it once, ~8 min)
-#   make bench                the benchmarks (~78 min on 2 cores; prints figures)
+#   make bench                the benchmarks (~78 min on 2 cores; prints figures); after make
+#                             test-server, benchmarks/bench_llamacpp.py measures the llama.cpp route
 #   make strip                strip outputs from notebooks before committing
 # GPU users keep their own torch: `make setup TORCH=` skips the CPU pin.
 
