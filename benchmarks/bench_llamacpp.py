@@ -30,22 +30,12 @@ import numpy as np
 import torch
 
 import lw
+from lw.llm.attention import register
 from lw.llm.base import as_conversation
 from lw.llm.embedded import smollm2_gguf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_prepacked import prompts  # noqa: E402  the same spread of prompt lengths
-
-
-def kit_run(chat, texts: list[str], tokens: int) -> float:
-    """Seconds for the kit's engine to write ``tokens`` new tokens for each of ``texts``."""
-    chat.prefixes.clear()
-    start = time.perf_counter()
-    outs = chat.generate(texts, max_new_tokens=tokens, min_new_tokens=tokens, temperature=0.0,
-                         progress=False)
-    seconds = time.perf_counter() - start
-    assert all(o.completion_tokens == tokens for o in outs), [o.completion_tokens for o in outs]
-    return seconds
+from bench_prepacked import engine_run, prompts  # noqa: E402  its prompts and engine run
 
 
 class LlamaCpp:
@@ -138,9 +128,9 @@ def main(argv=None) -> int:
           f"torch {torch.__version__} (CPU capability {torch.backends.cpu.get_cpu_capability()}), "
           f"kit engine in {str(dtype)[6:]}; llama-cpp-python {llama_cpp.__version__}: "
           f"{llama_cpp.llama_print_system_info().decode().strip()}")
-    texts = prompts(max(rows))
-    kit_run(chat, texts[:1], 8)  # warm both up
-    cpp.run([chat.prompt_ids(as_conversation(texts[0]))], 8)
+    attention = register()  # what HFChatModel sets on a CPU
+    engine_run(chat, attention, 1, 8)  # warm both up
+    cpp.run([chat.prompt_ids(as_conversation(prompts(1)[0]))], 8)
     print(f"\n{'rows':>4} {'prompt tokens':>13} {'kit s':>7} {'kit tok/s':>9} {'llama.cpp s':>11} "
           f"{'llama.cpp tok/s':>15} {'its decoding tok/s':>18} {'llama.cpp/kit':>13}")
     for k, n in enumerate(rows):
@@ -149,7 +139,8 @@ def main(argv=None) -> int:
         order = ("kit", "cpp") if k % 2 == 0 else ("cpp", "kit")  # neither always warm first
         for side in order:
             if side == "kit":
-                kit_s = kit_run(chat, batch, args.tokens)
+                kit_s, made, _ = engine_run(chat, attention, n, args.tokens)
+                assert made == n * args.tokens, made  # every reply forced to full length
             else:
                 cpp_s, cpp_steps = cpp.run(ids, args.tokens)
         new = n * args.tokens
