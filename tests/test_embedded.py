@@ -53,3 +53,35 @@ def test_tiny_random_is_small_and_fixed(tiny):
     again = lw.llm.load("tiny-random", device=tiny.device, dtype=tiny.model.dtype)
     first = next(again.model.parameters())
     assert first.flatten()[:5].tolist() == next(tiny.model.parameters()).flatten()[:5].tolist()
+
+
+def test_processes_starting_on_an_empty_cache_build_a_model_once(tmp_path):
+    """The ranks of a multi-process launch on a fresh cache all ask for the model at once: one
+    builds it, the others wait and load it, and every one gets the whole folder."""
+    import os
+    import subprocess
+    import sys
+
+    models = tmp_path / "models"
+    models.mkdir()
+    # The tiny model takes SmolLM2's tokenizer: link the converted folder instead of converting
+    os.symlink(embedded.smollm2_dir(), models / "smollm2-135m-instruct")
+    log = tmp_path / "builds.log"
+    child = (
+        "import sys\n"
+        "from lw.llm import embedded\n"
+        "build = embedded._build_tiny_random\n"
+        "def logged(target, seed):\n"
+        f"    open({str(log)!r}, 'a').write('built\\n')\n"
+        "    build(target, seed)\n"
+        "embedded._build_tiny_random = logged\n"
+        "folder = embedded.tiny_random_dir(0)\n"
+        "assert (folder / 'config.json').exists() and (folder / 'model.safetensors').exists()\n"
+        "print(folder)\n")
+    env = {**os.environ, "LW_CACHE_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", child], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [p.communicate(timeout=240) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
+    assert {out.strip() for out, _ in results} == {str(models / "tiny-random-llama-s0")}
+    assert log.read_text().splitlines() == ["built"]

@@ -40,9 +40,10 @@ def smollm2_gguf() -> Path:
 
 def smollm2_dir() -> Path:
     """A safetensors folder of SmolLM2-135M-Instruct, converted from the GGUF on first use."""
-    target = paths.cache_dir() / "models" / "smollm2-135m-instruct"
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return target
+    return _built_once(paths.cache_dir() / "models" / "smollm2-135m-instruct", _convert_smollm2)
+
+
+def _convert_smollm2(target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf()
@@ -55,14 +56,15 @@ def smollm2_dir() -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     _save_atomically(target, model, tokenizer)
-    return target
 
 
 def tiny_random_dir(seed: int = 0) -> Path:
     """A folder holding the tiny random Llama (built once, then cached)."""
-    target = paths.cache_dir() / "models" / f"tiny-random-llama-s{seed}"
-    if (target / "config.json").exists():
-        return target
+    return _built_once(paths.cache_dir() / "models" / f"tiny-random-llama-s{seed}",
+                       lambda target: _build_tiny_random(target, seed))
+
+
+def _build_tiny_random(target: Path, seed: int) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -83,6 +85,27 @@ def tiny_random_dir(seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     _save_atomically(target, model, tokenizer)
+
+
+def _ready(target: Path) -> bool:
+    return (target / "config.json").exists() and (target / "model.safetensors").exists()
+
+
+def _built_once(target: Path, build) -> Path:
+    """``target``, built by ``build(target)`` unless it is there already. One process at a time
+    builds (a lock file beside it): the processes of a multi-process launch on a fresh cache
+    otherwise all built it at once, and one's rename could land while another was removing the
+    folder, leaving tokenizer files without weights (seen in tests/test_sft_multiprocess.py).
+    The others wait for the lock and find the folder built."""
+    if _ready(target):
+        return target
+    import fcntl  # Linux and macOS, as the kit's process handling
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not _ready(target):
+            build(target)
     return target
 
 
