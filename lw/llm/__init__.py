@@ -14,7 +14,8 @@ Specs:
     model = lw.llm.load("smollm2-135m", batch_size=8)
     model.generate(["Write a haiku about tides."], max_new_tokens=48, temperature=0.7)
 
-Options go to the backend (batch_size, device, dtype, rope_scaling, quantize, prepack;
+Options go to the backend (batch_size, device, dtype, rope_scaling, quantize, prepack,
+decode_kernel;
 base_url, api_key, concurrency, max_retries, server, continue_final_message, context; for
 vllm:, start_timeout and vLLM engine arguments, passed as flags) except
 generation settings (max_new_tokens, temperature, top_p, repetition_penalty, seed, stop,

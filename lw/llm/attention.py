@@ -21,11 +21,19 @@ rounded to bf16 before the softmax (in fp32), as transformers' eager attention d
 text at 2,900 cached tokens both kernels are as far from fp32's logits (mean KL 0.0014 and
 0.0015, docs/BENCHMARKS.md). Smaller steps and fp32 keep SDPA (its call costs less there).
 
+In bf16 with the kit's compiled kernel (``lw.llm.cpu_kernel``; ``use_for_decoding(model,
+kernel=...)`` registers ``lw_kernel``), a decoding step with a head dimension of 64 or 128 and a
+boolean mask (or none) goes to the kernel instead of the two products: the same arithmetic read
+from the engine's cache views where they lie, ~2.8x faster in one layer at 16 rows x 1,000-3,000
+cached tokens (benchmarks/bench_decode_attention.py).
+
 Not applied on a GPU, where SDPA's fused kernels take ``enable_gqa`` in their stride (and the
 static-cache engine's captured graphs were measured with ``sdpa``).
 """
 
 NAME = "lw_sdpa"
+KERNEL_NAME = "lw_kernel"
+KERNEL_HEAD_DIMS = (64, 128)  # what decode_step.cpp is compiled for
 # Rows x cached positions from which a reduced-precision decoding step uses matrix products
 # rather than SDPA: measured crossover on 2 AMD EPYC cores (bf16, one layer) between 1 x 3,000
 # (products 0.27 ms, SDPA 0.33) and 4 x 500 (0.36 vs 0.24); bench_decode_attention.py.
@@ -34,10 +42,11 @@ MATMUL_FROM = 4096
 
 def decode_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
                      scaling: float | None = None, is_causal: bool | None = None,
-                     matmul_from: float = MATMUL_FROM, **kwargs):
+                     matmul_from: float = MATMUL_FROM, kernel=None, **kwargs):
     """transformers' attention-function signature: ``query`` ``[batch, heads, q_len, dim]``,
     ``key``/``value`` ``[batch, kv_heads, kv_len, dim]``; returns ``([batch, q_len, heads,
-    dim], None)``. ``matmul_from``: see ``MATMUL_FROM`` (``float("inf")``: packed SDPA only)."""
+    dim], None)``. ``matmul_from``: see ``MATMUL_FROM`` (``float("inf")``: packed SDPA only).
+    ``kernel``: the compiled module (``lw.llm.cpu_kernel.load``), used for bf16 steps it takes."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -53,14 +62,33 @@ def decode_attention(module, query, key, value, attention_mask, dropout: float =
     # one group are adjacent: [batch, kv_heads, groups, dim] puts them on the query axis. A
     # mask [batch, 1, 1, kv_len] (or [batch, 1, q_len=1, kv_len]) broadcasts over both.
     packed = query.reshape(batch, heads // groups, groups, dim)
-    if query.dtype in (torch.bfloat16, torch.float16) and batch * key.shape[-2] >= matmul_from:
-        out = _matmul_step(packed, key, value, attention_mask,
-                           dim ** -0.5 if scaling is None else scaling)
+    scale = dim ** -0.5 if scaling is None else scaling
+    if kernel is not None and _kernel_takes(packed, key, value, attention_mask):
+        mask = (torch.empty(0, dtype=torch.bool) if attention_mask is None
+                else attention_mask.reshape(batch, key.shape[-2]).contiguous())
+        # scaled and rounded to bf16 first, as _matmul_step's (packed * scale) is
+        out = kernel.decode_step((packed * scale).contiguous(), key, value, mask)
+    elif query.dtype in (torch.bfloat16, torch.float16) and batch * key.shape[-2] >= matmul_from:
+        out = _matmul_step(packed, key, value, attention_mask, scale)
     else:
         out = torch.nn.functional.scaled_dot_product_attention(
             packed, key, value, attn_mask=attention_mask, dropout_p=0.0, scale=scaling,
             is_causal=False)
     return out.reshape(batch, heads, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+
+
+def _kernel_takes(packed, key, value, mask) -> bool:
+    """Whether the compiled kernel computes this step: bf16, a head dimension it is built for,
+    keys and values with unit stride along it, and a boolean mask of one row per batch row."""
+    import torch
+
+    if not (packed.dtype == key.dtype == value.dtype == torch.bfloat16):
+        return False
+    if packed.shape[-1] not in KERNEL_HEAD_DIMS or key.stride(-1) != 1 or value.stride(-1) != 1:
+        return False
+    return mask is None or (mask.dtype == torch.bool and mask.dim() == 4
+                            and mask.shape[1] == mask.shape[2] == 1
+                            and mask.shape[0] == packed.shape[0])
 
 
 def _matmul_step(packed, key, value, mask, scale: float):
@@ -79,24 +107,25 @@ def _matmul_step(packed, key, value, mask, scale: float):
     return torch.matmul(scores.softmax(-1, dtype=torch.float32).to(value.dtype), value)
 
 
-def register(name: str = NAME, matmul_from: float = MATMUL_FROM) -> str:
+def register(name: str = NAME, matmul_from: float = MATMUL_FROM, kernel=None) -> str:
     """Register ``lw_sdpa`` with transformers (idempotent; SDPA's own mask) and return its
-    name. Another ``name`` and ``matmul_from`` register a variant (the benchmark's packed-SDPA
-    only variant: ``matmul_from=float("inf")``)."""
+    name. Another ``name``, ``matmul_from`` or ``kernel`` register a variant (the benchmark's
+    packed-SDPA only variant: ``matmul_from=float("inf")``; ``lw_kernel``: the compiled kernel)."""
     import functools
 
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    fn = (decode_attention if matmul_from == MATMUL_FROM
-          else functools.partial(decode_attention, matmul_from=matmul_from))
+    fn = (decode_attention if matmul_from == MATMUL_FROM and kernel is None
+          else functools.partial(decode_attention, matmul_from=matmul_from, kernel=kernel))
     AttentionInterface.register(name, fn)
     AttentionMaskInterface.register(name, sdpa_mask)
     return name
 
 
-def use_for_decoding(model) -> bool:
-    """Switch a transformers model on a CPU from ``sdpa`` to ``lw_sdpa``; True if switched.
+def use_for_decoding(model, kernel=None) -> bool:
+    """Switch a transformers model on a CPU from ``sdpa`` to ``lw_sdpa`` (``lw_kernel`` with a
+    compiled ``kernel``, ``lw.llm.cpu_kernel.load``); True if switched.
     Models with another attention (eager, flash, a custom one), on a GPU, or whose class does
     not dispatch through transformers' attention functions (``_supports_attention_backend``
     False: remote code that may test for the name "sdpa" and fall back to eager) are left
@@ -109,7 +138,8 @@ def use_for_decoding(model) -> bool:
     if next(model.parameters()).device.type != "cpu":
         return False
     try:
-        model.set_attn_implementation(register())
+        model.set_attn_implementation(register(KERNEL_NAME, kernel=kernel) if kernel is not None
+                                      else register())
     except (ValueError, ImportError):  # a model transformers refuses it for: keep sdpa
         return False
     return True

@@ -104,13 +104,18 @@ class HFChatModel(ChatModel):
         prepack: linear layers multiply by weights laid out once for oneDNN
             (``lw.llm.prepacked``): None (default) on a CPU where memory allows, with the reason
             in ``info()`` where it does not; True insists (an error where it cannot); False off.
+        decode_kernel: decoding attention through the kit's compiled CPU kernel
+            (``lw.llm.cpu_kernel``, built once per machine): None (default) for a bf16 model on
+            a CPU wherever it builds, with the reason in ``info()`` and a warning where it
+            cannot; True insists; False keeps torch's products (the figures before 2026-12-03's
+            seventh session came from them).
     """
 
     def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
                  config: GenerationConfig | None = None, engine: str = "continuous",
                  prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
                  prompt_format: str = "chat", quantize: str | None = None,
-                 prepack: bool | None = None):
+                 prepack: bool | None = None, decode_kernel: bool | None = None):
         super().__init__(spec, config)
         self.prompt_format = check_prompt_format(prompt_format)
         if engine not in ("continuous", "hf"):
@@ -124,7 +129,8 @@ class HFChatModel(ChatModel):
         self.quantize = _quantized(self.model, quantize, self.device, spec)
         # On a CPU, decoding steps pack grouped query heads instead of SDPA's slow enable_gqa
         # call: 2.1-5.6x faster unpadded steps at 250-3,000 cached tokens (lw.llm.attention).
-        use_for_decoding(self.model)
+        kernel, self.decode_kernel = self._decode_kernel(decode_kernel)
+        use_for_decoding(self.model, kernel=kernel)
         self.prepacked = self._prepack(prepack)
         self.engine = engine if engine == "hf" or supported(model) else "hf"
         self.prefixes = PrefixStore(prefix_cache_bytes)
@@ -136,6 +142,47 @@ class HFChatModel(ChatModel):
         self.cuda_graphs = on_cuda and self.engine == "continuous" if cuda_graphs is None \
             else cuda_graphs
         self._slots = None  # the static-cache engine, kept: its buffers and graphs are reused
+
+    def _decode_kernel(self, wanted: bool | None):
+        """The compiled decoding kernel as ``wanted`` says, and what ``info()`` reports:
+        ``(module, "yes")`` or ``(None, "no: <why>")``."""
+        import torch
+
+        from lw.llm import attention, cpu_kernel
+
+        if wanted not in (None, True, False):
+            raise LwError(f"decode_kernel must be None, True or False, got {wanted!r}.")
+        if wanted is False:
+            return None, "no: decode_kernel=False"
+        config = self.model.config
+        heads = getattr(config, "num_attention_heads", None) or 0
+        head_dim = getattr(config, "head_dim", None) or (
+            config.hidden_size // heads if heads and getattr(config, "hidden_size", None) else 0)
+        groups = heads // (getattr(config, "num_key_value_heads", None) or heads or 1)
+        applies = False  # would the kernel serve this model, were it built?
+        if not self.device.startswith("cpu"):
+            why = f"the model is on {self.device}, the kernel is for CPUs"
+        elif self.model.dtype != torch.bfloat16:
+            why = f"the model is {str(self.model.dtype).removeprefix('torch.')}, the kernel bf16"
+        elif groups <= 1:
+            why = "the model shares no key/value head among query heads"
+        elif head_dim not in attention.KERNEL_HEAD_DIMS:
+            why = f"head dimension {head_dim}, the kernel is built for 64 and 128"
+        else:
+            applies = True
+            kernel, why = cpu_kernel.load()
+            if why is None:
+                return kernel, "yes"
+        if wanted:
+            raise LwError(f"{self.spec}: decode_kernel=True cannot apply: {why}. Leave "
+                          "decode_kernel unset (used where it can be) or pass False.")
+        if applies:
+            import warnings
+
+            warnings.warn(f"{self.spec}: the kit's CPU decoding kernel is not used ({why}); "
+                          "bf16 decoding runs torch's products, ~2-3x slower attention at long "
+                          "contexts.", stacklevel=3)
+        return None, f"no: {why}"
 
     def _prepack(self, prepack: bool | None) -> str:
         """Pack the linear layers' weights (``lw.llm.prepacked``) as ``prepack`` says; what
@@ -186,7 +233,8 @@ class HFChatModel(ChatModel):
                         prefix_cache_bytes: int = 1 << 30, cuda_graphs: bool | None = None,
                         prompt_format: str = "chat", trust_remote_code: bool = False,
                         rope_scaling: dict | None = None, quantize: str | None = None,
-                        prepack: bool | None = None, **kwargs) -> "HFChatModel":
+                        prepack: bool | None = None, decode_kernel: bool | None = None,
+                        **kwargs) -> "HFChatModel":
         """Load a folder or hub id. Offline, a model missing from the local cache is a clear error.
 
         ``trust_remote_code`` goes to both the tokenizer's and the model's ``from_pretrained``;
@@ -222,7 +270,8 @@ class HFChatModel(ChatModel):
             raise LwError(f"cannot load model '{path}': {hint}. ({exc})") from exc
         return cls(model.to(device), tokenizer, spec or f"hf:{path}", batch_size=batch_size,
                    engine=engine, prefix_cache_bytes=prefix_cache_bytes, cuda_graphs=cuda_graphs,
-                   prompt_format=prompt_format, quantize=quantize, prepack=prepack)
+                   prompt_format=prompt_format, quantize=quantize, prepack=prepack,
+                   decode_kernel=decode_kernel)
 
     def render(self, conv, prefix: str | None = None) -> str:
         """The prompt text the model sees: chat template, generation prompt, then the prefix
@@ -406,7 +455,7 @@ class HFChatModel(ChatModel):
                 "batch_size": self.batch_size, "engine": self.engine,
                 "prompt_format": self.prompt_format,
                 "prefix_cache_bytes": self.prefixes.max_bytes, "cuda_graphs": self.cuda_graphs,
-                "prepacked": self.prepacked}
+                "prepacked": self.prepacked, "decode_kernel": self.decode_kernel}
 
 
 def model_context(config) -> int | None:

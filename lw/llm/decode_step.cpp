@@ -1,0 +1,230 @@
+// One decoding step's attention for grouped-query models on a CPU, bf16 (lw.llm.cpu_kernel).
+//
+// Why: at a decoding step torch multiplies the engine's cached keys and values (each row's a
+// view of a larger buffer) only after copying them contiguous, and its product for a few query
+// heads against thousands of positions runs far below the memory's speed; at 16 rows x 2,000
+// cached tokens attention was most of a SmolLM2-135M step. This reads each (row, key/value head)
+// slice where it lies, once for all the query heads that share it, skips the left padding the
+// engine puts before shorter rows, and spreads the slices over torch's own threads.
+//
+// Arithmetic as lw.llm.attention._matmul_step's: bf16 inputs, products summed in fp32, scores
+// rounded to bf16, softmax in fp32, probabilities rounded to bf16, the output rounded to bf16.
+// Only the order of the fp32 sums differs (tests/test_cpu_kernel.py bounds the difference).
+// Needs AVX2 and FMA (every x86-64 CPU the kit has met); the loader checks before building.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace lwk {
+
+inline __m256 load8(const uint16_t* p) {  // 8 bf16 -> 8 fp32 (exact)
+  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+inline float hsum(__m256 v) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  return _mm_cvtss_f32(_mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1)));
+}
+
+inline __m256 hsum8(const __m256* a) {  // lane p = sum of a[p]'s lanes
+  __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  t0 = _mm256_hadd_ps(t0, t1);
+  t2 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(t0, t2, 0x20), _mm256_permute2f128_ps(t0, t2, 0x31));
+}
+
+inline __m256 round8(__m256 x) {  // to the nearest bf16, ties to even (finite inputs)
+  __m256i u = _mm256_castps_si256(x);
+  __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  u = _mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff)));
+  return _mm256_castsi256_ps(_mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+
+inline uint16_t to_bf16(float f) {  // round to nearest even, as torch's .to(torch.bfloat16)
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// e^x for x <= 0 (a score minus the row's maximum), 0 below -87 and for -inf.
+inline __m256 exp8(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.0f);
+  const __m256 zero = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, lo);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln 2 in two parts
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040);  // Taylor series to r^7: |r| <= ln2 / 2
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(zero, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+struct Step {
+  const uint16_t *q, *k, *v;  // q [B, H, G, D] contiguous; k, v [B, H, L, D], unit stride in D
+  const bool* mask;           // [B, L] or null
+  uint16_t* out;              // [B, H, G, D]
+  int64_t B, H, G, L, ks0, ks1, ks2, vs0, vs1, vs2;
+};
+
+constexpr int64_t BLOCK = 64;  // positions converted to fp32 at a time (16 KB at D = 64)
+
+// Items [begin, end) of B * H (row, key/value head); J = D / 8.
+template <int J>
+void attend(const Step& S, int64_t begin, int64_t end) {
+  constexpr int64_t D = 8 * J;
+  const int64_t G = S.G, L = S.L, H = S.H;
+  const int64_t LP = (L + 7) / 8 * 8;
+  std::vector<float> s(G * LP), acc(G * D), qf(G * D), blk(BLOCK * D);
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t b = item / H, h = item % H;
+    const bool* m = S.mask ? S.mask + b * L : nullptr;
+    // the attended span [lo, hi): left padding (the engine's case) is skipped, not computed
+    int64_t lo = 0, hi = L;
+    if (m) {
+      while (lo < L && !m[lo]) ++lo;
+      while (hi > lo && !m[hi - 1]) --hi;
+    }
+    lo = lo / 8 * 8;
+    const int64_t hp = (hi + 7) / 8 * 8;
+    for (int64_t i = 0; i < G * D; i += 8) _mm256_storeu_ps(&qf[i], load8(S.q + item * G * D + i));
+    const uint16_t* kb = S.k + b * S.ks0 + h * S.ks1;
+    const uint16_t* vb = S.v + b * S.vs0 + h * S.vs1;
+    // scores: a block of keys to fp32 once, then every query head of the group
+    for (int64_t l0 = lo; l0 < hp; l0 += BLOCK) {
+      const int64_t n = std::min(BLOCK, hp - l0);
+      for (int64_t p = 0; p < n; ++p) {
+        float* dst = &blk[p * D];
+        if (l0 + p < L) {
+          const uint16_t* src = kb + (l0 + p) * S.ks2;
+          const char* ahead = reinterpret_cast<const char*>(src + BLOCK * S.ks2);
+          for (int c = 0; c < 2 * J; c += 4) _mm_prefetch(ahead + 16 * c, _MM_HINT_T0);
+          for (int j = 0; j < J; ++j) _mm256_storeu_ps(dst + 8 * j, load8(src + 8 * j));
+        } else {
+          std::fill(dst, dst + D, 0.0f);
+        }
+      }
+      for (int64_t g = 0; g < G; ++g) {
+        const float* qg = &qf[g * D];
+        for (int64_t p = 0; p < n; p += 8) {
+          __m256 a[8];
+          for (int i = 0; i < 8; ++i) a[i] = _mm256_setzero_ps();
+          for (int j = 0; j < J; ++j) {
+            const __m256 qj = _mm256_loadu_ps(qg + 8 * j);
+            for (int i = 0; i < 8; ++i)
+              a[i] = _mm256_fmadd_ps(qj, _mm256_loadu_ps(&blk[(p + i) * D + 8 * j]), a[i]);
+          }
+          _mm256_storeu_ps(&s[g * LP + l0 + p], round8(hsum8(a)));  // bf16 scores, as torch's
+        }
+      }
+    }
+    // softmax in fp32 over the attended positions; probabilities rounded to bf16
+    for (int64_t g = 0; g < G; ++g) {
+      float* sg = &s[g * LP];
+      for (int64_t l = hi; l < hp; ++l) sg[l] = -INFINITY;
+      if (m)
+        for (int64_t l = lo; l < hi; ++l)
+          if (!m[l]) sg[l] = -INFINITY;
+      __m256 vmx = _mm256_set1_ps(-INFINITY);
+      for (int64_t l = lo; l < hp; l += 8) vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(sg + l));
+      float t[8];
+      _mm256_storeu_ps(t, vmx);
+      const float mx = *std::max_element(t, t + 8);
+      vmx = _mm256_set1_ps(mx);
+      __m256 vsum = _mm256_setzero_ps();
+      for (int64_t l = lo; l < hp; l += 8) {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sg + l), vmx));
+        _mm256_storeu_ps(sg + l, e);
+        vsum = _mm256_add_ps(vsum, e);
+      }
+      const float sum = hsum(vsum);
+      const __m256 inv = _mm256_set1_ps(sum > 0 ? 1.0f / sum : 0.0f);
+      for (int64_t l = lo; l < hp; l += 8)
+        _mm256_storeu_ps(sg + l, round8(_mm256_mul_ps(_mm256_loadu_ps(sg + l), inv)));
+    }
+    // probabilities times values: a block of values to fp32 once, then every query head
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t l0 = lo; l0 < hi; l0 += BLOCK) {
+      const int64_t n = std::min(BLOCK, hi - l0);
+      for (int64_t p = 0; p < n; ++p) {
+        const uint16_t* src = vb + (l0 + p) * S.vs2;
+        const char* ahead = reinterpret_cast<const char*>(src + BLOCK * S.vs2);
+        for (int c = 0; c < 2 * J; c += 4) _mm_prefetch(ahead + 16 * c, _MM_HINT_T0);
+        for (int j = 0; j < J; ++j) _mm256_storeu_ps(&blk[p * D + 8 * j], load8(src + 8 * j));
+      }
+      for (int64_t g = 0; g < G; ++g) {
+        const float* pg = &s[g * LP + l0];
+        for (int j0 = 0; j0 < J; j0 += 4) {
+          __m256 a[4];
+          for (int i = 0; i < 4; ++i) a[i] = _mm256_loadu_ps(&acc[g * D + 8 * (j0 + i)]);
+          for (int64_t p = 0; p < n; ++p) {
+            const __m256 w = _mm256_broadcast_ss(pg + p);
+            const float* row = &blk[p * D + 8 * j0];
+            for (int i = 0; i < 4; ++i) a[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(row + 8 * i), a[i]);
+          }
+          for (int i = 0; i < 4; ++i) _mm256_storeu_ps(&acc[g * D + 8 * (j0 + i)], a[i]);
+        }
+      }
+    }
+    uint16_t* o = S.out + item * G * D;
+    for (int64_t i = 0; i < G * D; ++i) o[i] = to_bf16(acc[i]);
+  }
+}
+
+}  // namespace lwk
+
+// q [B, H, G, D] bf16 contiguous, already scaled; k, v [B, H, L, D] bf16, unit stride along D
+// (any other strides); mask [B, L] bool contiguous (true: attend) or empty. Returns [B, H, G, D].
+torch::Tensor decode_step(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor mask) {
+  TORCH_CHECK(q.scalar_type() == at::kBFloat16 && k.scalar_type() == at::kBFloat16 &&
+              v.scalar_type() == at::kBFloat16, "decode_step: bf16 tensors only");
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "decode_step: 4-d tensors");
+  TORCH_CHECK(q.is_contiguous() && k.stride(3) == 1 && v.stride(3) == 1,
+              "decode_step: q contiguous, k and v with unit stride along the head dimension");
+  const int64_t B = q.size(0), H = q.size(1), G = q.size(2), D = q.size(3), L = k.size(2);
+  TORCH_CHECK(D == 64 || D == 128, "decode_step: head dimension 64 or 128");
+  TORCH_CHECK(k.size(0) == B && k.size(1) == H && k.size(3) == D && v.sizes() == k.sizes(),
+              "decode_step: q, k and v shapes disagree");
+  const bool masked = mask.numel() > 0;
+  TORCH_CHECK(!masked || (mask.scalar_type() == at::kBool && mask.is_contiguous() &&
+                          mask.dim() == 2 && mask.size(0) == B && mask.size(1) == L),
+              "decode_step: mask [B, L] bool contiguous");
+  auto out = torch::empty_like(q);
+  const lwk::Step step{reinterpret_cast<const uint16_t*>(q.data_ptr()),
+                       reinterpret_cast<const uint16_t*>(k.data_ptr()),
+                       reinterpret_cast<const uint16_t*>(v.data_ptr()),
+                       masked ? mask.data_ptr<bool>() : nullptr,
+                       reinterpret_cast<uint16_t*>(out.data_ptr()),
+                       B, H, G, L, k.stride(0), k.stride(1), k.stride(2),
+                       v.stride(0), v.stride(1), v.stride(2)};
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    if (D == 64)
+      lwk::attend<8>(step, begin, end);
+    else
+      lwk::attend<16>(step, begin, end);
+  });
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("decode_step", &decode_step, "one decoding step's grouped-query attention, bf16");
+}
