@@ -61,6 +61,24 @@ def _tolerance(dtype) -> dict:
     return {"rtol": 4 * eps, "atol": 4 * eps}
 
 
+def _run_at_once(code: str, count: int, cache_dir, timeout: float = 600) -> list[str]:
+    """Start ``count`` Python processes running ``code`` together on the cache ``cache_dir``
+    (as the ranks of a multi-process launch on a fresh machine); assert each succeeded and
+    return their standard outputs."""
+    env = {**os.environ, "LW_CACHE_DIR": str(cache_dir)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    results = [p.communicate(timeout=timeout) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
+    return [out for out, _ in results]
+
+
+@pytest.fixture
+def run_at_once():
+    """``run_at_once(code, count, cache_dir, timeout=600)``: see ``_run_at_once``."""
+    return _run_at_once
+
+
 @pytest.fixture(scope="session")
 def requested_dtype():
     """The torch dtype ``LW_TEST_DTYPE`` names, or None (the kit picks: bf16 on CUDA)."""

@@ -2,10 +2,6 @@
 compute (``lw.llm.attention._matmul_step``) on the engine's cache views, padded or not, builds
 once per machine under a lock, and a model says when it is not used and why."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -143,7 +139,7 @@ def test_no_compiler_is_a_reason_not_a_crash(monkeypatch):
 
 @needs_kernel
 @pytest.mark.slow
-def test_processes_on_an_empty_cache_compile_the_kernel_once(tmp_path):
+def test_processes_on_an_empty_cache_compile_the_kernel_once(tmp_path, run_at_once):
     """Two processes ask for the kernel at once on a fresh cache (a multi-process launch on a
     new machine): one compiles, the other waits and loads, both decode; a stale lock file of
     torch's builder (a build killed midway) does not hang them."""
@@ -158,10 +154,5 @@ def test_processes_on_an_empty_cache_compile_the_kernel_once(tmp_path):
         "q = torch.ones(1, 1, 2, 64).bfloat16(); k = torch.ones(1, 1, 5, 64).bfloat16()\n"
         "out = module.decode_step(q, k, k, torch.empty(0, dtype=torch.bool))\n"
         "assert torch.equal(out, torch.ones_like(out))\n")
-    env = {**os.environ, "LW_CACHE_DIR": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-c", child], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [p.communicate(timeout=600) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
-    said = "".join(out for out, _ in results)
+    said = "".join(run_at_once(child, 2, tmp_path))
     assert said.count("Compiling the kit's CPU decoding kernel") == 1

@@ -55,12 +55,10 @@ def test_tiny_random_is_small_and_fixed(tiny):
     assert first.flatten()[:5].tolist() == next(tiny.model.parameters()).flatten()[:5].tolist()
 
 
-def test_processes_starting_on_an_empty_cache_build_a_model_once(tmp_path):
+def test_processes_starting_on_an_empty_cache_build_a_model_once(tmp_path, run_at_once):
     """The ranks of a multi-process launch on a fresh cache all ask for the model at once: one
     builds it, the others wait and load it, and every one gets the whole folder."""
     import os
-    import subprocess
-    import sys
 
     models = tmp_path / "models"
     models.mkdir()
@@ -78,10 +76,6 @@ def test_processes_starting_on_an_empty_cache_build_a_model_once(tmp_path):
         "folder = embedded.tiny_random_dir(0)\n"
         "assert (folder / 'config.json').exists() and (folder / 'model.safetensors').exists()\n"
         "print(folder)\n")
-    env = {**os.environ, "LW_CACHE_DIR": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-c", child], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    results = [p.communicate(timeout=240) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
-    assert {out.strip() for out, _ in results} == {str(models / "tiny-random-llama-s0")}
+    outs = run_at_once(child, 3, tmp_path, timeout=240)
+    assert {out.strip() for out in outs} == {str(models / "tiny-random-llama-s0")}
     assert log.read_text().splitlines() == ["built"]
