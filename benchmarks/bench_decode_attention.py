@@ -12,7 +12,7 @@ Before that session the middle column was ``packed`` (packed SDPA only); ``--pac
 Part 1, one decoding step: ``--rows`` rows whose caches hold each context length (one prefill
 from random tokens, copied for each kernel), timed over ``--steps`` steps, unpadded (the case
 transformers sends to ``enable_gqa``) and with one row left-padded (the engine's usual case).
-Printed: ms per step for each kernel, ``lw_kernel``'s ratios to the other two, and its largest
+Printed: ms per step for each kernel, the last column's ratios to the other two, and its largest
 logit difference from ``sdpa``. Part 2, the kit's engine: ``--rows`` prompts, first all of one
 length (about 1,500 tokens: no padding, rare in the notebooks) and then of lengths spread from
 ~400 to ~1,500 tokens (the notebooks' case), each reply forced to ``--engine-tokens`` tokens:
@@ -32,9 +32,21 @@ import time
 import torch
 
 import lw
-from lw.llm import cpu_kernel
+from lw.llm import cpu_kernel, prepacked
 from lw.llm.attention import KERNEL_NAME, MATMUL_FROM, register
 from lw.llm.engine import _cache
+
+_KERNEL = {}  # the compiled module, for the few-row linear layers
+
+
+def use(model, spec) -> None:
+    """Put ``model`` on a column's kernels: ``(attention implementation, few-row linears)``."""
+    impl, rows = spec
+    model.set_attn_implementation(impl)
+    if rows:
+        prepacked.use_rows_kernel(model, _KERNEL["module"])
+    else:
+        prepacked.drop_rows_kernel(model)
 
 
 def prefilled(model, rows: int, context: int, padded: bool):
@@ -53,11 +65,11 @@ def prefilled(model, rows: int, context: int, padded: bool):
     return cache, mask, torch.randint(100, 20000, (rows, 1))
 
 
-def step_ms(model, impl: str, state, steps: int):
-    """ms per decoding step from a copy of ``state`` under attention ``impl``, and the last
-    step's logits."""
+def step_ms(model, spec, state, steps: int):
+    """ms per decoding step from a copy of ``state`` under a column's kernels (``use``), and the
+    last step's logits."""
     cache, mask, token = copy.deepcopy(state)
-    model.set_attn_implementation(impl)
+    use(model, spec)
     with torch.inference_mode():
         start = time.perf_counter()
         for _ in range(steps):
@@ -77,8 +89,8 @@ def long_prompts(n: int, spread: bool) -> list[str]:
             for i, size in enumerate(sizes)]
 
 
-def engine_run(chat, impl: str, rows: int, tokens: int, spread: bool):
-    chat.model.set_attn_implementation(impl)
+def engine_run(chat, spec, rows: int, tokens: int, spread: bool):
+    use(chat.model, spec)
     chat.prefixes.clear()
     start = time.perf_counter()
     outs = chat.generate(long_prompts(rows, spread), max_new_tokens=tokens,
@@ -107,13 +119,13 @@ def precision(model_name: str, kernels: dict, context: int, steps: int = 48, row
     print(f"\nbf16 against fp32 on real text: {rows} rows x {context} cached tokens, {steps} "
           "teacher-forced decoding steps")
     for name in [k for k in kernels if k != "sdpa"]:
-        chat.model.set_attn_implementation("sdpa")
+        use(chat.model, ("sdpa", False))
         cache = _cache(chat.model.config)
         with torch.inference_mode():
             out = chat.model(input_ids=batch[:, :context], use_cache=True, cache=cache,
                              logits_to_keep=1)
             logits = [out.logits[:, -1].float()]
-            chat.model.set_attn_implementation(kernels[name])
+            use(chat.model, kernels[name])
             for i in range(context, span - 1):
                 logits.append(chat.model(input_ids=batch[:, i:i + 1], use_cache=True,
                                          cache=cache).logits[:, -1].float())
@@ -156,11 +168,17 @@ def main(argv=None) -> int:
     module, why_not = cpu_kernel.load()
     if module is None:
         print(f"lw_kernel cannot run here ({why_not}): it is left out")
-    kernels = {"sdpa": "sdpa", "lw_sdpa": register()}
+    kernels = {"sdpa": ("sdpa", False), "lw_sdpa": (register(), False)}
     if args.packed:
-        kernels["packed"] = register("lw_sdpa_packed", matmul_from=float("inf"))
+        kernels["packed"] = (register("lw_sdpa_packed", matmul_from=float("inf")), False)
     if module is not None:
-        kernels["lw_kernel"] = register(KERNEL_NAME, kernel=module)
+        _KERNEL["module"] = module
+        kernels["lw_kernel"] = (register(KERNEL_NAME, kernel=module), False)
+        if not args.no_prepack and module.bf16_dot():
+            kernels["lw_rows"] = (kernels["lw_kernel"][0], True)
+        else:
+            print("lw_rows left out: " + ("--no-prepack" if args.no_prepack
+                                          else "the CPU lacks AVX-512 BF16"))
     new = list(kernels)[-1]  # what the ratios are of
     contexts = [int(c) for c in args.contexts.split(",")]
     print(f"lw_sdpa uses the products from {MATMUL_FROM} rows x positions in bf16; linear "
@@ -175,7 +193,7 @@ def main(argv=None) -> int:
         for context in contexts:
             for padded in (False, True):
                 state = prefilled(chat.model, args.rows, context, padded)
-                step_ms(chat.model, "sdpa", state, 1)  # warm-up
+                step_ms(chat.model, kernels["sdpa"], state, 1)  # warm-up
                 ms, logits = {}, {}
                 for kernel, impl in kernels.items():
                     ms[kernel], logits[kernel] = step_ms(chat.model, impl, state, args.steps)
@@ -199,7 +217,7 @@ def main(argv=None) -> int:
                   + "; greedy replies identical to sdpa's: "
                   + ", ".join(f"{k} {same[k]}/{args.rows}" for k in others[1:] + [new]),
                   flush=True)
-        chat.model.set_attn_implementation(kernels[new])
+        use(chat.model, kernels[new])
     if args.precision and torch.bfloat16 in dtypes:
         precision(args.model, kernels, args.precision_context)
     return 0

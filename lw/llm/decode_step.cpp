@@ -11,11 +11,21 @@
 // rounded to bf16, softmax in fp32, probabilities rounded to bf16, the output rounded to bf16.
 // Only the order of the fp32 sums differs (tests/test_cpu_kernel.py bounds the difference).
 // Needs AVX2 and FMA (every x86-64 CPU the kit has met); the loader checks before building.
+//
+// Also here, the linear layers of a decoding step (``rows_linear``): a bf16 product of a few
+// rows (the batch) by a weight laid out once (``pack_rows``). oneDNN's bf16 product read the
+// weights at ~9-11 GB/s for 1-16 rows where these cores read memory at ~39 GB/s; laid out for
+// AVX-512 BF16's pair-wise dot product (vdpbf16ps), each weight vector loaded feeds every row,
+// sums in fp32, one rounding to bf16 at the end, as oneDNN's (only the order of the sums
+// differs). Compiled for that instruction set by function attribute and run only where the CPU
+// has it (``bf16_dot``): the rest of this file still needs AVX2 alone.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <algorithm>
+#include <array>
+#include <utility>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -190,7 +200,114 @@ void attend(const Step& S, int64_t begin, int64_t end) {
   }
 }
 
+// ---- few-row bf16 linear layers (AVX-512 BF16) ----------------------------------------------
+// Packed weight: [N / 16, K / 2, 16, 2] bf16, i.e. for each block of 16 outputs, K / 2 vectors
+// holding those outputs' weights for inputs 2k and 2k + 1, the pairs vdpbf16ps multiplies.
+// A tile computes MT rows x 32 outputs (two blocks): each broadcast input pair feeds two
+// products, 2 x MT fp32 accumulators (at most 24 of the 32 vector registers).
+constexpr int MAX_TILE_ROWS = 12;
+using TileFn = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int, const float*,
+                        uint16_t*, int64_t);
+
+template <int MT>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void rows_tile(const uint16_t* x, int64_t ldx, const uint16_t* w, int64_t pairs, int blocks,
+               const float* bias, uint16_t* y, int64_t ldy) {
+  __m512 acc[MT][2];
+  const uint16_t* w1 = w + pairs * 32;  // the second block (unused where blocks == 1)
+  for (int m = 0; m < MT; ++m)
+    for (int j = 0; j < 2; ++j)
+      acc[m][j] = bias && j < blocks ? _mm512_loadu_ps(bias + 16 * j) : _mm512_setzero_ps();
+  const uint32_t* xp = reinterpret_cast<const uint32_t*>(x);  // input pairs as 32-bit words
+  const int64_t ld = ldx / 2;
+  if (blocks == 2) {
+    for (int64_t k = 0; k < pairs; ++k) {
+      const __m512i a = _mm512_loadu_si512(w + k * 32), b = _mm512_loadu_si512(w1 + k * 32);
+#pragma GCC unroll 12
+      for (int m = 0; m < MT; ++m) {
+        const __m512i r = _mm512_set1_epi32(static_cast<int>(xp[m * ld + k]));
+        acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)a, (__m512bh)r);
+        acc[m][1] = _mm512_dpbf16_ps(acc[m][1], (__m512bh)b, (__m512bh)r);
+      }
+    }
+  } else {
+    for (int64_t k = 0; k < pairs; ++k) {
+      const __m512i a = _mm512_loadu_si512(w + k * 32);
+#pragma GCC unroll 12
+      for (int m = 0; m < MT; ++m) {
+        const __m512i r = _mm512_set1_epi32(static_cast<int>(xp[m * ld + k]));
+        acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)a, (__m512bh)r);
+      }
+    }
+  }
+  for (int m = 0; m < MT; ++m)  // vcvtneps2bf16: round to nearest even, as torch's .to(bf16)
+    for (int j = 0; j < blocks; ++j)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + m * ldy + 16 * j),
+                          (__m256i)_mm512_cvtneps_pbh(acc[m][j]));
+}
+
+template <int... I>
+constexpr std::array<TileFn, sizeof...(I)> tiles(std::integer_sequence<int, I...>) {
+  return {rows_tile<I + 1>...};
+}
+const auto TILES = tiles(std::make_integer_sequence<int, MAX_TILE_ROWS>{});
+
 }  // namespace lwk
+
+bool bf16_dot() {  // whether this CPU runs rows_linear (AVX-512 with its BF16 dot product)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+}
+
+// weight [N, K] bf16, N a multiple of 16, K even -> [N / 16, K / 2, 32] (see rows_tile)
+torch::Tensor pack_rows(torch::Tensor weight) {
+  TORCH_CHECK(weight.scalar_type() == at::kBFloat16 && weight.dim() == 2,
+              "pack_rows: a 2-d bf16 weight");
+  const int64_t n = weight.size(0), k = weight.size(1);
+  TORCH_CHECK(n % 16 == 0 && k % 2 == 0, "pack_rows: outputs a multiple of 16, inputs even");
+  return weight.contiguous().view({n / 16, 16, k / 2, 2}).permute({0, 2, 1, 3}).contiguous()
+      .view({n / 16, k / 2, 32});
+}
+
+// x [M, K] bf16 with unit stride along K; packed from pack_rows; bias [N] or empty.
+// Returns x @ weight^T + bias, [M, N] bf16.
+torch::Tensor rows_linear(torch::Tensor x, torch::Tensor packed, torch::Tensor bias) {
+  TORCH_CHECK(bf16_dot(), "rows_linear: this CPU lacks AVX-512 BF16");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && packed.scalar_type() == at::kBFloat16 &&
+              x.dim() == 2 && packed.dim() == 3 && packed.size(2) == 32 &&
+              packed.is_contiguous(), "rows_linear: bf16 x [M, K] and a pack_rows weight");
+  const int64_t M = x.size(0), K = x.size(1), NB = packed.size(0), pairs = packed.size(1);
+  TORCH_CHECK(pairs * 2 == K, "rows_linear: x has ", K, " inputs, the weight ", pairs * 2);
+  if (x.stride(1) != 1 || x.stride(0) % 2) x = x.contiguous();
+  auto y = torch::empty({M, NB * 16}, x.options());
+  torch::Tensor b32;
+  if (bias.numel()) {
+    TORCH_CHECK(bias.numel() == NB * 16, "rows_linear: bias of ", bias.numel(), " for ",
+                NB * 16, " outputs");
+    b32 = bias.to(at::kFloat).contiguous();
+  }
+  const float* bp = bias.numel() ? b32.data_ptr<float>() : nullptr;
+  const auto* xp = reinterpret_cast<const uint16_t*>(x.data_ptr());
+  const auto* wp = reinterpret_cast<const uint16_t*>(packed.data_ptr());
+  auto* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
+  const int64_t ldx = x.stride(0), ldy = y.stride(0);
+  // rows split evenly into tiles of at most MAX_TILE_ROWS (16 rows: two of 8); all tiles of a
+  // pair of blocks run back to back, so its weights come from memory once, then from cache
+  const int64_t n_tiles = (M + lwk::MAX_TILE_ROWS - 1) / lwk::MAX_TILE_ROWS;
+  const int64_t per = (M + n_tiles - 1) / n_tiles;
+  at::parallel_for(0, (NB + 1) / 2, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t nb = 2 * i;
+      const int blocks = nb + 1 < NB ? 2 : 1;
+      for (int64_t m0 = 0; m0 < M; m0 += per) {
+        const int mt = static_cast<int>(std::min(per, M - m0));
+        lwk::TILES[mt - 1](xp + m0 * ldx, ldx, wp + nb * pairs * 32, pairs, blocks,
+                           bp ? bp + nb * 16 : nullptr, yp + m0 * ldy + nb * 16, ldy);
+      }
+    }
+  });
+  return y;
+}
 
 // q [B, H, G, D] bf16 contiguous, already scaled; k, v [B, H, L, D] bf16, unit stride along D
 // (any other strides); mask [B, L] bool contiguous (true: attend) or empty. Returns [B, H, G, D].
@@ -227,4 +344,7 @@ torch::Tensor decode_step(torch::Tensor q, torch::Tensor k, torch::Tensor v, tor
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_step", &decode_step, "one decoding step's grouped-query attention, bf16");
+  m.def("bf16_dot", &bf16_dot, "whether this CPU runs rows_linear (AVX-512 BF16)");
+  m.def("pack_rows", &pack_rows, "a bf16 weight [N, K] laid out for rows_linear");
+  m.def("rows_linear", &rows_linear, "x [M, K] times a pack_rows weight, plus bias, bf16");
 }

@@ -108,7 +108,10 @@ class HFChatModel(ChatModel):
             (``lw.llm.cpu_kernel``, built once per machine): None (default) for a bf16 model on
             a CPU wherever it builds, with the reason in ``info()`` and a warning where it
             cannot; True insists; False keeps torch's products (the figures before 2026-12-03's
-            seventh session came from them).
+            seventh session came from them). The same switch gives prepacked bf16 linear
+            layers the kernel's few-row product on CPUs with AVX-512 BF16 (``info()``'s
+            ``linear_kernel``: "yes", or why not; ``lw.llm.prepacked``); False keeps oneDNN's
+            (the figures before 2026-12-04's eighth session).
     """
 
     def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
@@ -132,6 +135,7 @@ class HFChatModel(ChatModel):
         kernel, self.decode_kernel = self._decode_kernel(decode_kernel)
         use_for_decoding(self.model, kernel=kernel)
         self.prepacked = self._prepack(prepack)
+        self.linear_kernel = self._linear_kernel(decode_kernel)
         self.engine = engine if engine == "hf" or supported(model) else "hf"
         self.prefixes = PrefixStore(prefix_cache_bytes)
         on_cuda = self.device.startswith("cuda")
@@ -183,6 +187,25 @@ class HFChatModel(ChatModel):
                           "bf16 decoding runs torch's products, ~2-3x slower attention at long "
                           "contexts.", stacklevel=3)
         return None, f"no: {why}"
+
+    def _linear_kernel(self, wanted: bool | None) -> str:
+        """Give the prepacked bf16 layers the kernel's few-row product where it can run; what
+        ``info()`` reports: "yes", or "no: <why>". Not warned about: a bf16 model on a CPU
+        without AVX-512 BF16 is warned about already (``lw.llm.cpu_bf16``)."""
+        import torch
+
+        from lw.llm import cpu_kernel
+
+        if wanted is False:
+            return "no: decode_kernel=False"
+        if self.prepacked != "yes":
+            return f"no: the layers are not prepacked ({self.prepacked})"
+        if self.model.dtype != torch.bfloat16:
+            return f"no: the model is {str(self.model.dtype).removeprefix('torch.')}, the kernel bf16"
+        kernel, why = cpu_kernel.load()
+        if why is None:
+            why = prepacked.use_rows_kernel(self.model, kernel)
+        return "yes" if why is None else f"no: {why}"
 
     def _prepack(self, prepack: bool | None) -> str:
         """Pack the linear layers' weights (``lw.llm.prepacked``) as ``prepack`` says; what
@@ -455,7 +478,8 @@ class HFChatModel(ChatModel):
                 "batch_size": self.batch_size, "engine": self.engine,
                 "prompt_format": self.prompt_format,
                 "prefix_cache_bytes": self.prefixes.max_bytes, "cuda_graphs": self.cuda_graphs,
-                "prepacked": self.prepacked, "decode_kernel": self.decode_kernel}
+                "prepacked": self.prepacked, "decode_kernel": self.decode_kernel,
+                "linear_kernel": self.linear_kernel}
 
 
 def model_context(config) -> int | None:

@@ -13,7 +13,16 @@ different orders (outputs differ by ~1e-4 of magnitudes ~10).
     prepack(model)    # on a CPU: every nn.Linear multiplies by a packed copy; None, or why not
 
 The packed copy costs the linear weights' memory once more, so ``prepack`` declines (and says
-why) when that would take more than a quarter of the memory available. A packed layer computes
+why) when that would take more than a quarter of the memory available.
+
+On a CPU with AVX-512 BF16, bf16 layers can also carry a second copy laid out for the kit's own
+few-row product (``use_rows_kernel(model, kernel)``, the kernel from ``lw.llm.cpu_kernel``):
+inputs of at most ``FEW_ROWS`` rows (a decoding step's batch) go there instead of oneDNN, whose
+bf16 product for 1-16 rows read the weights at ~9-11 GB/s where these cores read memory at ~39;
+SmolLM2-135M's 211 products at 16 rows took ~17 ms instead of ~28, at 8 rows ~13 instead of
+~24 (2 AMD EPYC cores, benchmarks/bench_decode_attention.py). Longer inputs (prefill) keep
+oneDNN's copy. Both sum bf16 products in fp32 and round once; only the order of the sums
+differs. A packed layer computes
 as ``nn.Linear`` where the packed copy cannot serve: gradients wanted (training), autocast,
 another device or dtype, an empty input. Packed copies live beside the model, not in it (``_PACKED``): a
 deepcopy or a saved model carries none, and a layer packs again the first time it runs after
@@ -25,11 +34,18 @@ import weakref
 
 NAME = "oneDNN prepacked linear"
 _PACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # layer -> (key, packed)
+_ROWS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # layer -> [kernel, key, packed]
 SHARE_OF_AVAILABLE = 0.25  # the most of the available memory the packed copies may take
+# Rows up to which a bf16 input goes to the kit's kernel: at 32 rows it still took ~0.75x
+# oneDNN's time (SmolLM2-135M's layers, bench_decode_attention.py); prefill is far longer.
+FEW_ROWS = 32
 
 
 def _linear_class():
     import torch
+
+    global _EMPTY
+    _EMPTY = torch.empty(0, dtype=torch.bfloat16)
 
     class PackedLinear(torch.nn.Linear):
         """``nn.Linear`` multiplying by a prepacked copy of its weight where it can (module
@@ -42,6 +58,14 @@ def _linear_class():
                     or (torch.is_grad_enabled() and (w.requires_grad or x.requires_grad))):
                 return torch.nn.functional.linear(x, w, self.bias)
             key = (w.data_ptr(), w._version, w.dtype, tuple(w.shape))
+            rows = _ROWS.get(self)
+            if rows is not None and x.numel() <= FEW_ROWS * x.shape[-1]:
+                kernel = rows[0]
+                if rows[1] != key:  # the weight changed: lay it out again
+                    rows[1:] = [key, _pack_rows(kernel, w)]
+                bias = self.bias if self.bias is not None else _EMPTY
+                out = kernel.rows_linear(x.reshape(-1, x.shape[-1]), rows[2], bias)
+                return out.reshape(*x.shape[:-1], out.shape[-1])
             entry = _PACKED.get(self)
             if entry is None or entry[0] != key:
                 entry = (key, _pack(w))
@@ -69,6 +93,16 @@ def _pack(weight):
 
     with torch.no_grad():
         return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 16)
+
+
+def _pack_rows(kernel, weight):
+    import torch
+
+    with torch.no_grad():
+        return kernel.pack_rows(weight.detach())
+
+
+_EMPTY = None  # an empty tensor: the kernel's "no bias" (made by _linear_class)
 
 
 def unavailable(model) -> str | None:
@@ -110,6 +144,58 @@ def prepack(model) -> str | None:
     return None
 
 
+def rows_unavailable(layer, kernel) -> str | None:
+    """Why ``layer`` cannot use the kit's few-row kernel, or None."""
+    import torch
+
+    w = layer.weight
+    if w.dtype != torch.bfloat16:
+        return f"its weights are {str(w.dtype).removeprefix('torch.')}, the kernel is bf16"
+    if w.shape[0] % 16 or w.shape[1] % 2:
+        return f"its weight is {tuple(w.shape)}: outputs must be a multiple of 16, inputs even"
+    if not kernel.bf16_dot():
+        return "the CPU lacks AVX-512 BF16 (vdpbf16ps)"
+    return None
+
+
+def use_rows_kernel(model, kernel) -> str | None:
+    """Give ``model``'s packed bf16 layers a copy laid out for ``kernel.rows_linear`` (the
+    compiled module of ``lw.llm.cpu_kernel``), used for inputs of at most ``FEW_ROWS`` rows;
+    None when at least one layer took it, else why none did (and nothing changed). Layers it
+    cannot serve (a shape it does not take) keep oneDNN's product."""
+    layers = [m for m in model.modules() if _CLASS is not None and type(m) is _CLASS]
+    if not layers:
+        return "the linear layers are not prepacked"
+    whys = {m: rows_unavailable(m, kernel) for m in layers}
+    able = [m for m, why in whys.items() if why is None]
+    if not able:
+        return next(iter(whys.values()))
+    need = sum(m.weight.numel() * m.weight.element_size() for m in able)
+    available = _available_bytes()
+    if available is not None and need > SHARE_OF_AVAILABLE * available:
+        return (f"the copies would take {need / 2**30:.1f} GiB, more than a quarter of the "
+                f"{available / 2**30:.1f} GiB available")
+    for m in able:
+        w = m.weight
+        _ROWS[m] = [kernel, (w.data_ptr(), w._version, w.dtype, tuple(w.shape)),
+                    _pack_rows(kernel, w)]
+    return None
+
+
+def drop_rows_kernel(model) -> int:
+    """Stop ``model``'s layers using the few-row kernel (oneDNN's product again); how many did."""
+    n = 0
+    for m in model.modules():
+        if _ROWS.pop(m, None) is not None:
+            n += 1
+    return n
+
+
+def rows_kernel_layers(model) -> int:
+    """How many of ``model``'s layers use the few-row kernel."""
+    return sum(m in _ROWS for m in model.modules())
+
+
 def unpack(model) -> int:
     """Turn ``model``'s packed layers back into plain ``nn.Linear``; how many there were."""
     import torch
@@ -119,6 +205,7 @@ def unpack(model) -> int:
         if type(module) is _CLASS:
             module.__class__ = torch.nn.Linear
             _PACKED.pop(module, None)
+            _ROWS.pop(module, None)
             n += 1
     return n
 
