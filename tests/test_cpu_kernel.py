@@ -306,3 +306,72 @@ def test_a_decoding_step_with_the_kernels_linear_layers_gives_the_models_logits(
         [(4, 256)] * 3 + [(4, 256), (4, 256), (4, 256), (4, 512)] + [(4, 256)]
     assert torch.isfinite(logits[True]).all()
     torch.testing.assert_close(logits[True], logits[False], atol=0.05, rtol=0.02)
+
+
+# -- sampling ------------------------------------------------------------------------------------
+def _rows(settings):
+    """Engine rows (``lw.llm.engine.sample``'s view of them) from (config, seed, tokens so far)."""
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(job=SimpleNamespace(config=c), seed=s, new=[1] * k)
+            for c, s, k in settings]
+
+
+@needs_kernel
+def test_the_compiled_sampler_draws_what_torchs_operations_draw(kernel):
+    """Mixed rows (greedy, sampled, penalised, an end token blocked before min_new_tokens, seen
+    rows picked by index): the same tokens as torch's path for every greedy row and for sampled
+    rows all but where a uniform falls within rounding of a boundary (none in these 600 draws),
+    and the drawn tokens are marked seen."""
+    from lw.llm.base import GenerationConfig
+    from lw.llm.engine import sample
+
+    vocab, n = 5000, 12
+    gen = torch.Generator().manual_seed(0)
+    cfgs = [GenerationConfig(max_new_tokens=50, temperature=t, repetition_penalty=p,
+                             min_new_tokens=m)
+            for t, p, m in [(0.0, 1.0, 0), (0.0, 1.3, 0), (0.5, 1.1, 0), (1.0, 1.0, 0),
+                            (0.7, 1.2, 40), (0.0, 1.1, 40)] * 2]
+    index = torch.tensor([5, 0, 3, 9, 1, 2, 11, 4, 6, 8, 7, 10])
+    differ = draws = 0
+    for step in range(100):
+        logits = torch.randn(n, vocab, generator=gen) * 3
+        logits[0, 7] = logits[0, 9] = logits[0].max() + 1  # a tie: the first index wins
+        seen = torch.rand(n, vocab, generator=gen) < 0.05
+        rows = _rows([(c, 1000 + k, step) for k, c in enumerate(cfgs)])
+        seen_torch, seen_kernel = seen.clone(), seen.clone()
+        want = sample(logits.clone(), seen_torch, rows, [2, 3], index)
+        got = sample(logits.clone(), seen_kernel, rows, [2, 3], index, kernel=kernel)
+        assert got.dtype == torch.long and got.shape == (n,)
+        greedy = torch.tensor([c.temperature == 0 for c in cfgs])
+        assert torch.equal(got[greedy], want[greedy])
+        assert got[0] == 7
+        assert not any(t in (2, 3) for t in got[[4, 5, 10, 11]].tolist())  # blocked
+        differ += int((got != want)[~greedy].sum())
+        draws += int((~greedy).sum())
+        assert seen_kernel[index, got].all()
+        assert torch.equal(seen_kernel, seen_torch) == torch.equal(got, want)
+    assert draws == 600 and differ == 0, differ
+
+
+@needs_kernel
+def test_nucleus_sampling_and_gpu_logits_keep_torchs_operations(kernel):
+    from lw.llm.base import GenerationConfig
+    from lw.llm.engine import sample
+
+    calls = []
+
+    class Counting:
+        def sample_step(self, *args):
+            calls.append(1)
+            return kernel.sample_step(*args)
+
+    logits = torch.randn(2, 300)
+    nucleus = GenerationConfig(max_new_tokens=5, temperature=1.0, top_p=0.9)
+    plain = GenerationConfig(max_new_tokens=5, temperature=1.0)
+    sample(logits, torch.zeros(2, 300, dtype=torch.bool), _rows([(nucleus, 1, 0), (plain, 2, 0)]),
+           [2], kernel=Counting())
+    assert calls == []
+    sample(logits, torch.zeros(2, 300, dtype=torch.bool), _rows([(plain, 1, 0), (plain, 2, 0)]),
+           [2], kernel=Counting())
+    assert calls == [1]

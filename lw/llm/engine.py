@@ -19,6 +19,11 @@ comparable across backends (``engine="hf"``, vLLM, servers). Each reply samples 
 random generator, seeded from the call's seed and the reply's key, so it does not depend on its
 batch mates.
 
+On a CPU with the kit's compiled kernel (``sampler``, ``lw.llm.cpu_kernel``), a step's draws
+for rows without nucleus sampling (top_p 1) are one pass per row in C++ (``sample_step``)
+instead of ~12 full-vocabulary torch operations, which at 16 rows took as long as the model's
+step on 2 cores; the same arithmetic, apart from exp and the order of the softmax's sum.
+
 With a ``PrefixStore`` (``lw.llm.prefix``), every reply's keys and values are kept as it ends
 and a new prompt is prefilled only from where it stops matching a stored one: AgentWrite's next
 paragraph then costs its new text, not the whole piece again.
@@ -77,11 +82,14 @@ class Engine:
         batch_size: rows decoding at once.
         eos_ids: token ids that end a reply.
         prefixes: where finished replies' caches are kept for reuse; None keeps none.
+        sampler: the compiled kernel (``lw.llm.cpu_kernel.load``) to draw with on a CPU, or
+            None (torch's operations; see ``sample``).
     """
 
     def __init__(self, model, tokenizer, batch_size: int, eos_ids: set[int],
-                 prefixes: PrefixStore | None = None):
+                 prefixes: PrefixStore | None = None, sampler=None):
         self.model, self.tokenizer, self.prefixes = model, tokenizer, prefixes
+        self.sampler = sampler
         self.batch_size = max(1, batch_size)
         self.eos_ids = sorted(eos_ids)
         self.pad = tokenizer.pad_token_id
@@ -191,7 +199,7 @@ class Engine:
     def _sample(self, rows, state):
         """One token per row from its logits (repetition penalty, temperature, top-p)."""
         _, _, logits, seen = state
-        return sample(logits, seen, rows, self.eos_ids)
+        return sample(logits, seen, rows, self.eos_ids, kernel=self.sampler)
 
     def _advance(self, rows, tokens) -> dict[int, Generation]:
         """Append each row's token; the rows that ended, with their replies."""
@@ -305,7 +313,7 @@ def row_seed(job: Job) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def sample(logits, seen, rows, eos_ids, index=None):
+def sample(logits, seen, rows, eos_ids, index=None, kernel=None):
     """One token per row (repetition penalty, temperature, top-p), in a fixed number of
     kernels whatever the batch: on a GPU a decode step is bound by launches, and the earlier
     per-row draws (one generator call per row) cost as much as the model's step at batch 64.
@@ -316,11 +324,16 @@ def sample(logits, seen, rows, eos_ids, index=None):
             (``index`` None: ``seen[k]``). The drawn tokens are marked in it.
         rows: objects with ``.job.config``, ``.seed`` and ``.new`` (the tokens so far).
         eos_ids: tokens a reply may not end with before its ``min_new_tokens``.
+        kernel: the compiled module (``lw.llm.cpu_kernel``): CPU logits of rows that all have
+            top_p 1 are drawn by its ``sample_step`` (module docstring).
     Returns:
         ``[n]`` long tensor of tokens on the logits' device.
     """
     device = logits.device
     cfgs = [r.job.config for r in rows]
+    if (kernel is not None and device.type == "cpu" and all(c.top_p >= 1 for c in cfgs)
+            and logits.dtype == torch.float32):
+        return _sample_compiled(kernel, logits, seen, rows, cfgs, eos_ids, index)
     where = slice(None) if index is None else index
     penalties = [c.repetition_penalty for c in cfgs]
     if any(p != 1 for p in penalties):  # as in CTRL (Keskar et al. 2019): shrink seen scores
@@ -357,6 +370,22 @@ def sample(logits, seen, rows, eos_ids, index=None):
         seen[torch.arange(len(rows), device=device), tokens] = True
     else:
         seen[index, tokens] = True
+    return tokens
+
+
+def _sample_compiled(kernel, logits, seen, rows, cfgs, eos_ids, index):
+    """``sample`` through ``kernel.sample_step``: the same settings and uniforms."""
+    n = len(rows)
+    where = torch.arange(n) if index is None else index
+    seeds = torch.tensor([r.seed for r in rows])
+    counts = torch.tensor([len(r.new) for r in rows])
+    tokens = kernel.sample_step(
+        logits.contiguous(), seen, where,
+        torch.tensor([c.repetition_penalty for c in cfgs], dtype=torch.float32),
+        torch.tensor([max(c.temperature, 0.0) for c in cfgs], dtype=torch.float32),
+        torch.tensor([len(r.new) < c.min_new_tokens for r, c in zip(rows, cfgs, strict=True)]),
+        torch.tensor(list(eos_ids), dtype=torch.long), uniforms(seeds, counts))
+    seen[where, tokens] = True
     return tokens
 
 

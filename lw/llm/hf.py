@@ -110,8 +110,10 @@ class HFChatModel(ChatModel):
             cannot; True insists; False keeps torch's products (the figures before 2026-12-03's
             seventh session came from them). The same switch gives prepacked bf16 linear
             layers the kernel's few-row product on CPUs with AVX-512 BF16 (``info()``'s
-            ``linear_kernel``: "yes", or why not; ``lw.llm.prepacked``); False keeps oneDNN's
-            (the figures before 2026-12-04's eighth session).
+            ``linear_kernel``: "yes", or why not; ``lw.llm.prepacked``) and has the engine
+            draw tokens with it (``info()``'s ``sampler``; ``lw.llm.engine.sample``); False
+            keeps oneDNN's products and torch's sampling (the figures before 2026-12-04's
+            eighth session).
     """
 
     def __init__(self, model, tokenizer, spec: str, batch_size: int = 8,
@@ -134,6 +136,8 @@ class HFChatModel(ChatModel):
         # call: 2.1-5.6x faster unpadded steps at 250-3,000 cached tokens (lw.llm.attention).
         kernel, self.decode_kernel = self._decode_kernel(decode_kernel)
         use_for_decoding(self.model, kernel=kernel)
+        # the same module draws the engine's tokens (lw.llm.engine.sample's compiled path)
+        self._sampler = kernel
         self.prepacked = self._prepack(prepack)
         self.linear_kernel = self._linear_kernel(decode_kernel)
         self.engine = engine if engine == "hf" or supported(model) else "hf"
@@ -326,7 +330,8 @@ class HFChatModel(ChatModel):
 
     def _engine(self) -> Engine:
         if not self.cuda_graphs:
-            return Engine(self.model, self.tokenizer, self.batch_size, self._eos(), self.prefixes)
+            return Engine(self.model, self.tokenizer, self.batch_size, self._eos(), self.prefixes,
+                          sampler=self._sampler)
         from lw.llm.slots import SlotEngine
 
         if self._slots is None or self._slots.batch_size != max(1, self.batch_size):
@@ -479,7 +484,9 @@ class HFChatModel(ChatModel):
                 "prompt_format": self.prompt_format,
                 "prefix_cache_bytes": self.prefixes.max_bytes, "cuda_graphs": self.cuda_graphs,
                 "prepacked": self.prepacked, "decode_kernel": self.decode_kernel,
-                "linear_kernel": self.linear_kernel}
+                "linear_kernel": self.linear_kernel,
+                "sampler": ("kernel" if self._sampler is not None and self.engine == "continuous"
+                            and not self.cuda_graphs else "torch")}
 
 
 def model_context(config) -> int | None:
