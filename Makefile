@@ -3,7 +3,7 @@
 #   make test                 venv + install + ruff + unit tests + notebooks under nbval at mock size
 #   make test-server          the tests against a real llama-cpp-python server, every notebook
 #                             through it included (builds it once, ~8 min)
-#   make bench                the benchmarks (~78 min on 2 cores; prints figures); after make
+#   make bench                the benchmarks (~90 min on 2 cores; prints figures); after make
 #                             test-server, benchmarks/bench_llamacpp.py measures the llama.cpp route
 #   make strip                strip outputs from notebooks before committing
 # GPU users keep their own torch: `make setup TORCH=` skips the CPU pin.
@@ -74,6 +74,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_cpu_routes.py
 	$(BIN)/python benchmarks/bench_prepacked.py
 	$(BIN)/python benchmarks/bench_decode_attention.py
+	$(BIN)/python benchmarks/bench_cpu_decoding.py
 	$(BIN)/python benchmarks/bench_cpu_claims.py
 	$(BIN)/python benchmarks/bench_cpu_train.py
 	$(BIN)/python benchmarks/bench_segments.py --train-steps 2

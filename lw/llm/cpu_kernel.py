@@ -1,8 +1,13 @@
-"""The kit's compiled decoding-attention kernel for CPUs (``decode_step.cpp`` beside this file).
+"""The kit's compiled decoding kernels for CPUs (``decode_step.cpp`` beside this file).
 
-``lw.llm.attention`` sends a bf16 decoding step here where it can: at notebook 05's shape
-(16 rows, 1,000-3,000 cached tokens, SmolLM2-135M) one layer's attention ran ~2.8x faster than
-torch's two products (benchmarks/bench_decode_attention.py has the step and engine figures).
+One library, three jobs of a decoding step on a CPU:
+
+- ``decode_step``: grouped-query attention in bf16 (``lw.llm.attention`` sends steps here); at
+  notebook 05's shape (16 rows, 1,000-3,000 cached tokens, SmolLM2-135M) one layer's attention
+  ran ~2.8x faster than torch's two products (benchmarks/bench_decode_attention.py);
+- ``pack_rows`` / ``rows_linear``: bf16 linear layers for a few rows with AVX-512 BF16
+  (``lw.llm.prepacked.use_rows_kernel``), where the CPU has it (``bf16_dot()``);
+- ``sample_step``: a step's draws (``lw.llm.engine.sample``) in one pass per row.
 
 It is compiled the first time a process asks for it on a machine (torch's extension builder,
 g++ and ninja, ~45 s on 2 cores) into ``$LW_CACHE_DIR/kernels/<key>``, the key naming the
