@@ -93,6 +93,14 @@ def test_quickstart_runs_in_jupyterlab_with_a_rendered_figure(lab, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # Start the notebook's kernel through the server's API first: JupyterLab then opens the
+        # notebook on that session instead of asking which kernel to start (on a fresh clone its
+        # kernel-choice dialog came back after each press and blocked the Run menu).
+        body = json.dumps({"path": "00_quickstart.ipynb", "name": "00_quickstart.ipynb",
+                           "type": "notebook", "kernel": {"name": "python3"}}).encode()
+        urllib.request.urlopen(urllib.request.Request(
+            f"{base}/api/sessions?token={token}", data=body, method="POST",
+            headers={"Content-Type": "application/json"}), timeout=60).read()
         page.goto(f"{base}/lab/tree/00_quickstart.ipynb?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         # Wait for the kernel, then Run > Run All Cells from the menu, as a user would.
@@ -103,10 +111,15 @@ def test_quickstart_runs_in_jupyterlab_with_a_rendered_figure(lab, tmp_path):
             # On a fresh machine the kernel choice can come after another dialog, or stay up a
             # moment after its button is pressed: accept each until none is left.
             dialog = page.locator(".jp-Dialog")
-            for _ in range(5):
+            for _ in range(8):
                 if not (dialog.count() and dialog.first.is_visible()):
                     break
                 print("JupyterLab dialog:", dialog.first.inner_text()[:300])
+                # the kernel choice offers "Always start the preferred kernel": tick it, so that
+                # pressing Select ends the question instead of its coming back
+                box = page.locator(".jp-Dialog input[type='checkbox']")
+                if box.count() and box.first.is_visible() and not box.first.is_checked():
+                    box.first.check()
                 page.locator(".jp-Dialog .jp-mod-accept").first.click()
                 try:
                     dialog.first.wait_for(state="hidden", timeout=10_000)
