@@ -93,9 +93,9 @@ def test_quickstart_runs_in_jupyterlab_with_a_rendered_figure(lab, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        # Start the notebook's kernel through the server's API first: JupyterLab then opens the
-        # notebook on that session instead of asking which kernel to start (on a fresh clone its
-        # kernel-choice dialog came back after each press and blocked the Run menu).
+        # Start the notebook's kernel through the server's API first, so that a session exists
+        # when JupyterLab opens it (on a fresh clone its kernel-choice dialog came back after
+        # each press and blocked the Run menu; the server may still swap the kernel once).
         body = json.dumps({"path": "00_quickstart.ipynb", "name": "00_quickstart.ipynb",
                            "type": "notebook", "kernel": {"name": "python3"}}).encode()
         urllib.request.urlopen(urllib.request.Request(
